@@ -1,0 +1,392 @@
+"""Command line: check, once, events, status, standards, standard, record, deliver, notify-test, run, healthcheck,
+demo, kinds. Operator mistakes exit 2 with one line naming the place; no tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from watcher import __version__
+from watcher.errors import ConfigError, StoreError, WatcherError
+
+log = logging.getLogger("watcher")
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+def _paths(args) -> tuple[Path, Path, str]:
+    config = Path(args.config or os.environ.get("WATCHER_CONFIG") or "sources.toml")
+    state = Path(args.state or os.environ.get("WATCHER_STATE_DIR") or "state")
+    from watcher.store import default_db_url
+    db = args.db or os.environ.get("WATCHER_DB") or default_db_url(state)
+    return config, state, db
+
+
+def _load(args):
+    from watcher.config import load_config
+    config_path, _, _ = _paths(args)
+    return load_config(config_path)
+
+
+def _store(args):
+    from watcher.store import Store
+    _, _, db = _paths(args)
+    return Store(db)
+
+
+def parse_when(value: str, what: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{what}: expected an ISO date or timestamp, got {value!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt
+
+
+def _out(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+
+
+def make_context(args, config, store, *, replay: str | None = None, now: str | None = None):
+    from watcher.fetch import Fetcher
+    from watcher.pipeline import Context
+    from watcher.store import utcnow
+
+    transport = None
+    clock: Callable[[], datetime] = utcnow
+    if replay:
+        from watcher.replay import ReplayTransport, Snapshot
+        snap = Snapshot(replay)
+        transport = ReplayTransport(snap)
+        if snap.observed_at and not now:
+            now = str(snap.observed_at)
+    if now:
+        fixed = parse_when(now, "--now")
+        clock = lambda: fixed  # noqa: E731
+    st = config.settings
+    fetcher = Fetcher(user_agent=st.user_agent, max_retry_wait=st.max_retry_wait, host_delay=st.host_delay,
+                      transport=transport)
+    return Context(config=config, store=store, fetcher=fetcher, clock=clock)
+
+
+# --- commands ------------------------------------------------------------------------------------------------
+
+def cmd_check(args) -> int:
+    config = _load(args)
+    n = len(config.sources)
+    print(f"{config.path}: OK ({n} source{'s' if n != 1 else ''}, {len(config.channels)} channels, "
+          f"{len(config.subscriptions)} subscriptions)")
+    return EXIT_OK
+
+
+def _select_sources(config, ids: list[str]):
+    if not ids:
+        return [s for s in config.sources.values() if s.enabled]
+    unknown = [i for i in ids if i not in config.sources]
+    if unknown:
+        raise ConfigError(f"unknown source id(s): {', '.join(unknown)} (known: {', '.join(config.sources)})")
+    return [config.sources[i] for i in ids]
+
+
+def cmd_once(args) -> int:
+    from watcher.pipeline import poll_source
+    config = _load(args)
+    sources = _select_sources(config, args.sources)
+    store = _store(args)
+    ctx = make_context(args, config, store, replay=args.replay, now=args.now)
+    try:
+        events = []
+        for src in sources:
+            out = poll_source(ctx, src)
+            events += out.events
+            if not args.json:
+                extra = f" ({out.error})" if out.error else ""
+                print(f"{src.id}: {out.status}, {out.entries} entries, {len(out.events)} events{extra}",
+                      file=sys.stderr)
+        from watcher.reminders import raise_deadline_reminders
+        events += raise_deadline_reminders(ctx, [s.id for s in sources])
+        for ev in events:
+            if args.json:
+                _out(_public(ev))
+            else:
+                print(_human(ev))
+        if not args.no_deliver and config.channels:
+            from watcher.notify import drain_outbox
+            drain_outbox(ctx.store, config, now=ctx.clock)
+    finally:
+        ctx.fetcher.close()
+    return EXIT_OK
+
+
+PUBLIC_FIELDS = ("id", "kind", "source", "url", "title", "published", "deadline", "plan_no", "std_no", "stage",
+                 "previous_stage", "changes", "detected_at")
+
+
+def _public(ev: dict[str, Any]) -> dict[str, Any]:
+    """The event contract's fields first, then any extra facts (evidence, reason, http_status, ...)."""
+    out = {k: ev.get(k) for k in PUBLIC_FIELDS}
+    for k, v in ev.items():
+        if k not in out and v not in (None, [], {}, "") and not k.startswith("_"):
+            out[k] = v
+    return out
+
+
+def _human(ev: dict[str, Any]) -> str:
+    from watcher.render import one_line
+    return one_line(ev)
+
+
+def cmd_events(args) -> int:
+    from sqlalchemy import select
+    from watcher.store import EventRow
+    store = _store(args)
+    with store.transaction() as s:
+        q = select(EventRow).order_by(EventRow.detected_at.desc(), EventRow.id.desc())
+        if args.source:
+            q = q.where(EventRow.source_id == args.source)
+        if args.since:
+            q = q.where(EventRow.detected_at >= parse_when(args.since, "--since"))
+        if args.kind:
+            q = q.where(EventRow.kind == args.kind)
+        q = q.limit(args.limit)
+        for row in s.scalars(q):
+            print(json.dumps(_public(row.payload), ensure_ascii=False) if args.json else _human(row.payload))
+    return EXIT_OK
+
+
+def cmd_status(args) -> int:
+    from sqlalchemy import func, select
+    from watcher.store import Delivery, SourceState
+    config = _load(args)
+    store = _store(args)
+    rows = []
+    with store.transaction() as s:
+        states = {st.source_id: st for st in s.scalars(select(SourceState))}
+        for sid, src in config.sources.items():
+            st = states.get(sid)
+            health = "new" if st is None else ("failing" if st.alerted == "failed" else "broken" if st.alerted == "broken"
+                                               else "degraded" if st.consecutive_failures else "ok")
+            rows.append({
+                "source": sid, "name": src.name, "enabled": src.enabled, "health": health,
+                "last_poll": st.last_poll_at.isoformat() if st and st.last_poll_at else None,
+                "last_success": st.last_success_at.isoformat() if st and st.last_success_at else None,
+                "last_status": st.last_status if st else None, "consecutive_failures": st.consecutive_failures if st else 0,
+                "entries": st.entry_count if st else 0, "last_error": st.last_error if st else None,
+            })
+        deliveries = {f"{ch}:{status}": n for ch, status, n in s.execute(
+            select(Delivery.channel, Delivery.status, func.count()).group_by(Delivery.channel, Delivery.status))}
+        failed = [{"id": d.id, "event_id": d.event_id, "channel": d.channel, "attempts": d.attempts,
+                   "last_error": d.last_error} for d in s.scalars(select(Delivery).where(Delivery.status == "failed")
+                                                                 .order_by(Delivery.id).limit(20))]
+    if args.json:
+        _out({"sources": rows, "deliveries": deliveries, "failed_deliveries": failed})
+        return EXIT_OK
+    print(f"{'source':24} {'health':9} {'entries':>7} {'fails':>5}  last success          last error")
+    for r in rows:
+        print(f"{r['source']:24} {r['health']:9} {r['entries']:>7} {r['consecutive_failures']:>5}  "
+              f"{(r['last_success'] or '-')[:19]:21} {(r['last_error'] or '')[:60]}")
+    if deliveries:
+        print("deliveries: " + ", ".join(f"{k}={v}" for k, v in sorted(deliveries.items())))
+    for f in failed:
+        print(f"failed delivery #{f['id']} event {f['event_id']} -> {f['channel']} after {f['attempts']} attempts: "
+              f"{(f['last_error'] or '')[:100]}")
+    return EXIT_OK
+
+
+def cmd_standards(args) -> int:
+    from sqlalchemy import select
+    from watcher.identify import stage_label
+    from watcher.store import Standard
+    store = _store(args)
+    with store.transaction() as s:
+        q = select(Standard).order_by(Standard.updated_at.desc(), Standard.id.desc())
+        if args.stage:
+            q = q.where(Standard.stage == args.stage)
+        if args.committee:
+            q = q.where(Standard.committee == args.committee)
+        for r in s.scalars(q):
+            d = {"id": r.id, "plan_no": r.plan_no, "std_no": r.std_no, "title": r.title, "stage": r.stage,
+                 "stage_since": r.stage_since.isoformat() if r.stage_since else None, "committee": r.committee}
+            if args.json:
+                _out(d)
+            else:
+                print(f"#{r.id:<4} {r.std_no or r.plan_no or '-':22} {stage_label(r.stage):34} {r.title}")
+    return EXIT_OK
+
+
+def cmd_standard(args) -> int:
+    from watcher.identify import stage_label
+    from watcher.standards import lookup, standard_timeline
+    store = _store(args)
+    with store.transaction() as s:
+        rec = lookup(s, args.ident)
+        if rec is None:
+            print(f"no standard matches {args.ident!r}", file=sys.stderr)
+            return EXIT_FAIL
+        timeline = standard_timeline(s, rec)
+        if args.json:
+            _out({"id": rec.id, "plan_no": rec.plan_no, "std_no": rec.std_no, "title": rec.title, "stage": rec.stage,
+                  "committee": rec.committee,
+                  "timeline": [{"stage": t.stage, "previous_stage": t.previous_stage, "at": t.at.isoformat(),
+                                "date": t.date, "source": t.source_id, "url": t.url, "title": t.title}
+                               for t in timeline]})
+            return EXIT_OK
+        print(f"{rec.title}\n  plan {rec.plan_no or '-'}  standard {rec.std_no or '-'}  committee {rec.committee or '-'}"
+              f"\n  stage: {stage_label(rec.stage)}")
+        for t in timeline:
+            what = stage_label(t.stage) if t.stage else "mentioned"
+            print(f"  {t.at.date()}  {what:34} {t.source_id:20} {t.url}")
+    return EXIT_OK
+
+
+def cmd_record(args) -> int:
+    from watcher.record import record_sources
+    config = _load(args)
+    sources = _select_sources(config, args.sources)
+    n = record_sources(config, sources, Path(args.out))
+    print(f"recorded {n} responses into {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_kinds(args) -> int:
+    from watcher.extract import EXTRACTORS
+    for kind, ex in sorted(EXTRACTORS.items()):
+        doc = " ".join((type(ex).__doc__ or "").split())
+        print(f"{kind}\n    {doc}\n")
+    return EXIT_OK
+
+
+def cmd_deliver(args) -> int:
+    from watcher.notify import drain_outbox
+    config = _load(args)
+    store = _store(args)
+    res = drain_outbox(store, config, ignore_backoff=args.now, retry_failed=args.retry_failed)
+    print(f"sent {res.sent}, failed {res.failed}, retrying later {res.deferred}", file=sys.stderr)
+    return EXIT_OK if not res.failed and not res.deferred else EXIT_FAIL
+
+
+def cmd_notify_test(args) -> int:
+    from watcher.notify import send_test
+    config = _load(args)
+    if args.channel not in config.channels:
+        raise ConfigError(f"unknown channel {args.channel!r} (defined: {', '.join(config.channels) or 'none'})")
+    ok, detail = send_test(config, config.channels[args.channel])
+    print(f"{args.channel}: {'sent' if ok else 'FAILED'}{': ' + detail if detail else ''}")
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+def cmd_run(args) -> int:
+    from watcher.schedule import run_daemon
+    _, state, _ = _paths(args)
+    return run_daemon(args, load=lambda: _load(args), store=_store(args), state_dir=state)
+
+
+def cmd_healthcheck(args) -> int:
+    from watcher.health import healthcheck
+    _, state, db = _paths(args)
+    ok, why = healthcheck(state, db, max_age=args.max_age)
+    print(why, file=sys.stderr if not ok else sys.stdout)
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+def cmd_demo(args) -> int:
+    from watcher.demo import run_demo
+    return run_demo(args)
+
+
+# --- parser --------------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help="sources.toml (default $WATCHER_CONFIG or ./sources.toml)")
+    common.add_argument("--state", default=argparse.SUPPRESS, help="state directory (default $WATCHER_STATE_DIR or ./state)")
+    common.add_argument("--db", default=argparse.SUPPRESS, help="SQLAlchemy URL (default SQLite in the state dir)")
+    common.add_argument("--log-level", default=argparse.SUPPRESS, choices=["debug", "info", "warning", "error"])
+    common.add_argument("--log-format", default=argparse.SUPPRESS, choices=["kv", "json"])
+
+    p = argparse.ArgumentParser(prog="watcher", parents=[common],
+                                description="Watch TC260, SAC and CAC announcement pages and report what changed.")
+    p.add_argument("--version", action="version", version=f"watcher {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name, func, help_):
+        sp = sub.add_parser(name, parents=[common], help=help_, description=help_)
+        sp.set_defaults(func=func)
+        return sp
+
+    add("check", cmd_check, "validate sources.toml (exit 0, or 2 with the error lines)")
+    sp = add("once", cmd_once, "poll the named (default: all enabled) sources once, then drain the outbox")
+    sp.add_argument("sources", nargs="*", metavar="SOURCE_ID")
+    sp.add_argument("--replay", metavar="DIR", help="answer requests from a recorded snapshot instead of the network")
+    sp.add_argument("--json", action="store_true", help="stdout: one JSON object per event, nothing else")
+    sp.add_argument("--now", metavar="ISO", help="pretend the clock says this (default with --replay: observed_at)")
+    sp.add_argument("--no-deliver", action="store_true", help="only record; do not send notifications")
+    sp = add("events", cmd_events, "stored events, newest first")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--source", metavar="ID")
+    sp.add_argument("--kind")
+    sp.add_argument("--since", metavar="ISO_DATE")
+    sp.add_argument("--limit", type=int, default=200)
+    sp = add("status", cmd_status, "per source: last poll, last success, failures, entries, health; failed deliveries")
+    sp.add_argument("--json", action="store_true")
+    sp = add("standards", cmd_standards, "standards known across sources, with their current stage")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--stage")
+    sp.add_argument("--committee", metavar="TC")
+    sp = add("standard", cmd_standard, "one standard's timeline (by id, plan number, standard number or title)")
+    sp.add_argument("ident", metavar="ID_OR_NUMBER")
+    sp.add_argument("--json", action="store_true")
+    sp = add("record", cmd_record, "save live responses of sources (and their detail pages) as a replay snapshot")
+    sp.add_argument("sources", nargs="*", metavar="SOURCE_ID")
+    sp.add_argument("--out", required=True, metavar="DIR")
+    add("kinds", cmd_kinds, "list the extractor kinds and what they read")
+    sp = add("deliver", cmd_deliver, "drain the notification outbox once")
+    sp.add_argument("--now", action="store_true", help="ignore backoff waits")
+    sp.add_argument("--retry-failed", action="store_true", help="also resend deliveries that gave up")
+    sp = add("notify-test", cmd_notify_test, "send a sample message to a channel")
+    sp.add_argument("channel", metavar="CHANNEL")
+    sp = add("run", cmd_run, "run the daemon (scheduler, outbox sender, reminders)")
+    sp.add_argument("--http", metavar="HOST:PORT", help="serve /healthz, /metrics and /events.atom")
+    sp.add_argument("--replay", metavar="DIR", help="answer requests from a recorded snapshot (testing)")
+    sp.add_argument("--max-polls", type=int, default=0, help=argparse.SUPPRESS)
+    sp = add("healthcheck", cmd_healthcheck, "exit 0 when the daemon's heartbeat is fresh and the state opens")
+    sp.add_argument("--max-age", type=float, default=180.0, help="seconds a heartbeat stays fresh")
+    sp = add("demo", cmd_demo, "replay the bundled recorded timeline through the daemon, offline")
+    sp.add_argument("--speed", type=float, default=2.0, help="seconds per snapshot")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name, default in (("config", None), ("state", None), ("db", None), ("log_level", "info"), ("log_format", "kv")):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    from watcher.logs import setup_logging
+    setup_logging(args.log_level, args.log_format)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except (ConfigError, StoreError) as e:
+        from watcher.logs import mask
+        print(f"watcher: error: {mask(str(e))}", file=sys.stderr)
+        return EXIT_USAGE
+    except WatcherError as e:
+        from watcher.logs import mask
+        print(f"watcher: error: {mask(str(e))}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK

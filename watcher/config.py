@@ -1,0 +1,473 @@
+"""Load and validate sources.toml into a Config; every field is declared once in SCHEMA-like tables below.
+
+Errors name the file, the line and the field: `sources.toml:14: [source.cac-wxan] interval: expected a duration
+like "30m", got "soon"`. The README's reference is checked against these tables by a test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from watcher.errors import ConfigError
+from watcher.identify import STAGES
+
+_DURATION_RE = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def parse_duration(value: Any) -> float:
+    """'30m', '1h30m', '20s', '2d', or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, (int, float)) and value >= 0:
+        return float(value)
+    if isinstance(value, str) and value.strip():
+        m = _DURATION_RE.match(value)
+        if m and any(m.groups()):
+            d, h, mi, s = m.groups()
+            return int(d or 0) * 86400 + int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
+    raise ValueError
+
+
+# --- field declarations --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: str            # str, url, duration, int, bool, table, stage, choice, list, cron
+    default: Any = None
+    help: str = ""
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+
+    @property
+    def expected(self) -> str:
+        return {
+            "str": "a string", "url": "an http(s) URL", "duration": 'a duration like "30m"', "int": "a whole number",
+            "bool": "true or false", "table": "a table of strings", "stage": "a stage id (" + ", ".join(STAGES) + ")",
+            "choice": "one of " + ", ".join(self.choices), "list": "a list of strings",
+            "cron": 'a 5-field cron expression like "0 9 * * 1-5"', "selector": "a CSS selector (optionally ending in @attr)",
+            "apprise": "an apprise URL (slack://, mailto://, json://, https://hooks.slack.com/...)",
+        }[self.kind]
+
+
+SOURCE_FIELDS: list[Field] = [
+    Field("url", "url", required=True, help="Page to poll. Kept exactly as written (query string included)."),
+    Field("kind", "str", required=True, help="Extractor that turns the page into entries (see Extractors)."),
+    Field("name", "str", help="Human name used in messages (default: the source id)."),
+    Field("method", "choice", "GET", choices=("GET", "POST"), help="HTTP method."),
+    Field("form", "table", help="Form fields sent with method = \"POST\"."),
+    Field("headers", "table", help="Extra request headers (e.g. Referer). Values may use ${ENV}."),
+    Field("interval", "duration", 1800.0, help="How often the daemon polls the source.", minimum=10),
+    Field("cron", "cron", help="Cron expression (Asia/Shanghai) instead of interval, e.g. \"0 9-18 * * 1-5\"."),
+    Field("jitter", "duration", help="Random delay added to each scheduled poll (default 10% of interval)."),
+    Field("timeout", "duration", 20.0, help="Timeout of one HTTP request.", minimum=0.1),
+    Field("retries", "int", 2, help="Extra attempts after a connection error, 5xx or 429 within one poll.", minimum=0),
+    Field("max_bytes", "int", 5_000_000, help="Largest response body accepted.", minimum=1024),
+    Field("enabled", "bool", True, help="Set to false to stop polling without deleting the table."),
+    Field("alert_after_failures", "int", 3, help="Consecutive failed fetches before a source_failed event.", minimum=1),
+    Field("stage", "stage", help="Stage every entry of this page is at (e.g. a search filtered to plans under comment)."),
+    Field("committee", "str", help="Committee every entry of this page belongs to (e.g. \"TC260\")."),
+    Field("detail_pages", "bool", True, help="Fetch detail pages of new or changed entries (kinds that have them)."),
+    Field("rows", "selector", help="css kind: selector of one element per entry (required for kind = \"css\")."),
+    Field("title", "selector", "a", help="css kind: selector of the title inside a row."),
+    Field("link", "selector", "a@href", help="css kind: selector of the link inside a row (@attr takes an attribute)."),
+    Field("date", "selector", help="css kind: selector of the published date inside a row."),
+    Field("deadline", "selector", help="css kind: selector of the comment deadline inside a row."),
+    Field("summary", "selector", help="css kind: selector of a summary inside a row."),
+]
+
+SETTINGS_FIELDS: list[Field] = [
+    Field("user_agent", "str", None, help="User-Agent header (default names watcher and its version)."),
+    Field("max_retry_wait", "duration", 10.0, help="Longest Retry-After honoured inside one poll; longer ones defer to the next poll."),
+    Field("host_delay", "duration", 0.0, help="Pause between two requests to the same host (politeness)."),
+    Field("reminder_days", "list", [7, 1], help="Days before a comment deadline when a deadline_soon event is raised."),
+    Field("delivery_max_attempts", "int", 8, help="Attempts before a delivery is marked failed.", minimum=1),
+    Field("delivery_interval", "duration", 60.0, help="How often the daemon drains the outbox.", minimum=1),
+]
+
+CHANNEL_FIELDS: list[Field] = [
+    Field("url", "apprise", required=True, help="Apprise URL of the channel; use ${ENV} for secrets."),
+    Field("format", "choice", None, choices=("text", "markdown", "html"), help="Message body format (default by channel type)."),
+    Field("language", "choice", "both", choices=("en", "zh", "both"), help="Language of labels in messages."),
+    Field("enabled", "bool", True, help="Set to false to keep the channel but send nothing."),
+]
+
+SUBSCRIPTION_FIELDS: list[Field] = [
+    Field("channels", "list", required=True, help="Channel ids that receive the matching events."),
+    Field("sources", "list", ["*"], help="Glob patterns of source ids."),
+    Field("kinds", "list", None, help="Event kinds (new, changed, stage_changed, deadline_soon, source_failed, ...)."),
+    Field("stages", "list", None, help="Only events whose entry is at one of these stages."),
+    Field("committees", "list", None, help="Only events attributed to these committees (e.g. TC260)."),
+    Field("keywords", "list", None, help="Regular expressions; at least one must match the title."),
+    Field("mode", "choice", "immediate", choices=("immediate", "digest"), help="Send each event, or a digest."),
+    Field("digest_interval", "duration", 86400.0, help="digest mode: how often a digest is sent.", minimum=60),
+]
+
+EVENT_KINDS = ("new", "changed", "stage_changed", "deadline_soon", "source_failed", "source_broken", "source_recovered")
+
+
+# --- config objects ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    url: str
+    kind: str
+    name: str
+    method: str = "GET"
+    form: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    interval: float = 1800.0
+    cron: str | None = None
+    jitter: float | None = None
+    timeout: float = 20.0
+    retries: int = 2
+    max_bytes: int = 5_000_000
+    enabled: bool = True
+    alert_after_failures: int = 3
+    stage: str | None = None
+    committee: str | None = None
+    detail_pages: bool = True
+    rows: str | None = None
+    title: str = "a"
+    link: str = "a@href"
+    date: str | None = None
+    deadline: str | None = None
+    summary: str | None = None
+    line: int = 0
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+
+@dataclass(frozen=True)
+class Channel:
+    id: str
+    url: str
+    format: str | None = None
+    language: str = "both"
+    enabled: bool = True
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Subscription:
+    channels: tuple[str, ...]
+    sources: tuple[str, ...] = ("*",)
+    kinds: tuple[str, ...] | None = None
+    stages: tuple[str, ...] | None = None
+    committees: tuple[str, ...] | None = None
+    keywords: tuple[str, ...] | None = None
+    mode: str = "immediate"
+    digest_interval: float = 86400.0
+    index: int = 0
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Settings:
+    user_agent: str | None = None
+    max_retry_wait: float = 10.0
+    host_delay: float = 0.0
+    reminder_days: tuple[int, ...] = (7, 1)
+    delivery_max_attempts: int = 8
+    delivery_interval: float = 60.0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    sources: dict[str, Source]
+    channels: dict[str, Channel] = field(default_factory=dict)
+    subscriptions: tuple[Subscription, ...] = ()
+    settings: Settings = field(default_factory=Settings)
+
+
+# --- loading -------------------------------------------------------------------------------------------------
+
+class _Locator:
+    """Finds the line of a table header or of a key inside a table, by scanning the raw text."""
+
+    def __init__(self, text: str):
+        self.lines = text.splitlines()
+        self.headers: list[tuple[int, str]] = []
+        aot_count: dict[str, int] = {}
+        for i, raw in enumerate(self.lines, 1):
+            s = raw.strip()
+            m = re.match(r"^\[\[\s*([^\]]+?)\s*\]\]", s)
+            if m:
+                name = m.group(1).replace('"', "")
+                n = aot_count.get(name, 0)
+                aot_count[name] = n + 1
+                self.headers.append((i, f"{name}#{n}"))
+                continue
+            m = re.match(r"^\[\s*([^\]]+?)\s*\]", s)
+            if m:
+                self.headers.append((i, m.group(1).replace('"', "").replace("'", "")))
+
+    def table(self, name: str) -> int:
+        for line, header in self.headers:
+            if header == name:
+                return line
+        return 0
+
+    def key(self, table: str, key: str) -> int:
+        start = self.table(table)
+        if not start:
+            return 0
+        end = len(self.lines) + 1
+        for line, _ in self.headers:
+            if line > start:
+                end = line
+                break
+        pat = re.compile(r'^\s*["\']?' + re.escape(key) + r'["\']?\s*=')
+        for i in range(start, end - 1):
+            if pat.match(self.lines[i]):
+                return i + 1
+        return start
+
+
+class _Loader:
+    def __init__(self, path: Path, text: str):
+        self.path = path
+        self.loc = _Locator(text)
+
+    def fail(self, line: int, where: str, msg: str) -> ConfigError:
+        return ConfigError(f"{self.path.name}:{line}: {where} {msg}".replace("  ", " "))
+
+    def interpolate(self, value: str, table: str, key: str) -> str:
+        def sub(m: re.Match) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise self.fail(self.loc.key(table, key), f"[{table}] {key}:",
+                            f"environment variable {name} is not set (use ${{{name}:-default}} for a default)")
+        return _ENV_RE.sub(sub, value)
+
+    def convert(self, f: Field, value: Any, table: str) -> Any:
+        line = self.loc.key(table, f.name)
+        where = f"[{table}] {f.name}:"
+
+        def bad(extra: str = "") -> ConfigError:
+            return self.fail(line, where, f"expected {f.expected}, got {value!r}{extra}")
+
+        if isinstance(value, str) and f.kind not in ("duration",):
+            value = self.interpolate(value, table, f.name)
+        k = f.kind
+        if k in ("str", "cron", "selector", "stage", "choice", "url", "apprise"):
+            if not isinstance(value, str) or not value.strip():
+                raise bad()
+            value = value.strip()
+            if k == "stage" and value not in STAGES:
+                raise bad()
+            if k == "choice":
+                up = value.upper() if f.name == "method" else value
+                if up not in f.choices:
+                    raise bad()
+                value = up
+            if k == "url":
+                parts = urlsplit(value)
+                if parts.scheme not in ("http", "https") or not parts.hostname:
+                    raise bad()
+            if k == "cron":
+                from apscheduler.triggers.cron import CronTrigger
+                try:
+                    CronTrigger.from_crontab(value)
+                except ValueError as e:
+                    raise bad(f" ({e})") from None
+            if k == "selector":
+                css = value.rsplit("@", 1)[0] if "@" in value else value
+                if css:
+                    from selectolax.lexbor import LexborHTMLParser
+                    try:
+                        LexborHTMLParser("<p></p>").css(css)
+                    except Exception as e:  # selectolax raises several types for bad selectors
+                        raise bad(f" ({e})") from None
+            if k == "apprise":
+                value = self.check_apprise(value, line, where)
+            return value
+        if k == "duration":
+            if isinstance(value, str):
+                value = self.interpolate(value, table, f.name)
+            try:
+                seconds = parse_duration(value)
+            except ValueError:
+                raise bad() from None
+            if f.minimum is not None and seconds < f.minimum:
+                raise self.fail(line, where, f"must be at least {f.minimum:g}s, got {value!r}")
+            return seconds
+        if k == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad()
+            if f.minimum is not None and value < f.minimum:
+                raise self.fail(line, where, f"must be at least {f.minimum:g}, got {value!r}")
+            return value
+        if k == "bool":
+            if not isinstance(value, bool):
+                raise bad()
+            return value
+        if k == "table":
+            if not isinstance(value, dict) or not all(isinstance(v, (str, int, float)) for v in value.values()):
+                raise bad()
+            return {str(kk): self.interpolate(str(v), table, f.name) for kk, v in value.items()}
+        if k == "list":
+            if isinstance(value, (str, int)):
+                value = [value]
+            if not isinstance(value, list) or not value:
+                raise bad()
+            return tuple(value)
+        raise AssertionError(k)
+
+    def check_apprise(self, url: str, line: int, where: str) -> str:
+        import apprise
+        if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
+            from watcher.logs import mask
+            raise self.fail(line, where, f"not a valid apprise URL: {mask(url)}")
+        return url
+
+    def fields(self, spec: list[Field], raw: dict, table: str, base: dict | None = None,
+               allowed_extra: tuple[str, ...] = ()) -> dict[str, Any]:
+        names = {f.name: f for f in spec}
+        for key in raw:
+            if key not in names and key not in allowed_extra:
+                near = [n for n in names if n.startswith(key[:3])]
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                raise self.fail(self.loc.key(table, key), f"[{table}] {key}:", f"unknown key{hint}")
+        out: dict[str, Any] = {}
+        for f in spec:
+            if f.name in raw:
+                out[f.name] = self.convert(f, raw[f.name], table)
+            elif base and f.name in base:
+                out[f.name] = base[f.name]
+            elif f.required:
+                raise self.fail(self.loc.table(table), f"[{table}]", f"missing required key {f.name!r}")
+            elif f.default is not None:
+                out[f.name] = tuple(f.default) if isinstance(f.default, list) else f.default
+        return out
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a sources.toml; raises ConfigError with file:line for any mistake."""
+    from watcher.extract import EXTRACTORS
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (set --config or WATCHER_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config: {e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        msg = str(e)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        line = m.group(1) if m else "?"
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
+        raise ConfigError(f"{path.name}:{line}: TOML syntax error: {msg}") from None
+
+    ld = _Loader(path, text)
+    allowed_top = {"defaults", "source", "channel", "subscription", "settings"}
+    for key in data:
+        if key not in allowed_top:
+            line = ld.loc.table(key) or ld.loc.key("", key) or 1
+            raise ld.fail(line, f"[{key}]", "unknown table (expected defaults, settings, source.ID, channel.ID, [[subscription]])")
+
+    raw_defaults = data.get("defaults", {})
+    if not isinstance(raw_defaults, dict):
+        raise ld.fail(1, "defaults:", "must be a table")
+    default_spec = [f for f in SOURCE_FIELDS if f.name not in ("url", "kind")]
+    defaults = ld.fields([Field(f.name, f.kind, None, f.help, False, f.choices, f.minimum) for f in default_spec],
+                         raw_defaults, "defaults")
+
+    settings_raw = data.get("settings", {})
+    s = ld.fields(SETTINGS_FIELDS, settings_raw, "settings")
+    try:
+        s["reminder_days"] = tuple(sorted({int(d) for d in s["reminder_days"]}, reverse=True))
+    except (TypeError, ValueError):
+        raise ld.fail(ld.loc.key("settings", "reminder_days"), "[settings] reminder_days:",
+                      "expected a list of whole numbers of days") from None
+    settings = Settings(**s)
+
+    sources: dict[str, Source] = {}
+    raw_sources = data.get("source", {})
+    if not isinstance(raw_sources, dict):
+        raise ld.fail(1, "source:", "sources are tables named [source.ID]")
+    for sid, raw in raw_sources.items():
+        table = f"source.{sid}"
+        if not _ID_RE.match(sid):
+            raise ld.fail(ld.loc.table(table), f"[{table}]", "source id may use letters, digits, '-', '_' and '.'")
+        if not isinstance(raw, dict):
+            raise ld.fail(ld.loc.key("source", sid) or 1, f"[{table}]", "must be a table")
+        vals = ld.fields(SOURCE_FIELDS, raw, table, base=defaults)
+        kind = vals["kind"]
+        if kind not in EXTRACTORS:
+            raise ld.fail(ld.loc.key(table, "kind"), f"[{table}] kind:",
+                          f"unknown kind {kind!r} (known: {', '.join(sorted(EXTRACTORS))})")
+        if kind == "css" and not vals.get("rows"):
+            raise ld.fail(ld.loc.table(table), f"[{table}]", "kind \"css\" needs a rows selector")
+        if vals.get("form") and vals.get("method", "GET") != "POST":
+            raise ld.fail(ld.loc.key(table, "form"), f"[{table}] form:", 'only makes sense with method = "POST"')
+        vals.setdefault("name", sid)
+        sources[sid] = Source(id=sid, line=ld.loc.table(table), **vals)
+
+    channels: dict[str, Channel] = {}
+    raw_channels = data.get("channel", {})
+    for cid, raw in raw_channels.items():
+        table = f"channel.{cid}"
+        if not _ID_RE.match(cid):
+            raise ld.fail(ld.loc.table(table), f"[{table}]", "channel id may use letters, digits, '-', '_' and '.'")
+        if not isinstance(raw, dict):
+            raise ld.fail(1, f"[{table}]", "must be a table")
+        channels[cid] = Channel(id=cid, line=ld.loc.table(table), **ld.fields(CHANNEL_FIELDS, raw, table))
+
+    subs: list[Subscription] = []
+    raw_subs = data.get("subscription", [])
+    if not isinstance(raw_subs, list):
+        raise ld.fail(ld.loc.table("subscription"), "[subscription]", "use [[subscription]] (an array of tables)")
+    for i, raw in enumerate(raw_subs):
+        table = f"subscription#{i}"
+        line = ld.loc.table(table)
+        where = f"[[subscription]] #{i + 1}"
+        vals = ld.fields(SUBSCRIPTION_FIELDS, raw, table)
+        _check_subscription(ld, vals, table, where, channels, sources)
+        subs.append(Subscription(index=i, line=line, **vals))
+    return Config(path=path, sources=sources, channels=channels, subscriptions=tuple(subs), settings=settings)
+
+
+def _check_subscription(ld: _Loader, vals: dict, table: str, where: str, channels: dict, sources: dict) -> None:
+    from fnmatch import fnmatch
+
+    def fail(key: str, msg: str) -> ConfigError:
+        return ld.fail(ld.loc.key(table, key), f"{where} {key}:", msg)
+
+    for c in vals["channels"]:
+        if c not in channels:
+            raise fail("channels", f"unknown channel {c!r} (defined: {', '.join(channels) or 'none'})")
+    for pat in vals.get("sources", ("*",)):
+        if not any(fnmatch(s, pat) for s in sources):
+            raise fail("sources", f"pattern {pat!r} matches no source")
+    for k in vals.get("kinds") or ():
+        if k not in EVENT_KINDS:
+            raise fail("kinds", f"unknown event kind {k!r} (known: {', '.join(EVENT_KINDS)})")
+    for s in vals.get("stages") or ():
+        if s not in STAGES:
+            raise fail("stages", f"unknown stage {s!r} (known: {', '.join(STAGES)})")
+    for rx in vals.get("keywords") or ():
+        try:
+            re.compile(rx)
+        except re.error as e:
+            raise fail("keywords", f"invalid regular expression {rx!r}: {e}") from None
+

@@ -1,0 +1,53 @@
+"""Exception hierarchy of watcher.
+
+    WatcherError
+    ├── ConfigError(ValueError)     operator mistake in sources.toml or on the command line (exit 2)
+    ├── StoreError                  the state database cannot be opened or written (exit 2)
+    ├── FetchError                  a page could not be fetched (transport error, HTTP error, too large)
+    ├── NotModified                 control flow: the server answered 304 to a conditional request
+    ├── ParseError                  a page was fetched but its structure is not what the extractor expects
+    └── DeliveryError               a notification channel is misconfigured (failures to send are results)
+"""
+
+from __future__ import annotations
+
+
+class WatcherError(Exception):
+    """Base of every error watcher raises on purpose."""
+
+
+class ConfigError(WatcherError, ValueError):
+    """An operator mistake: the message names file, line and field."""
+
+
+class StoreError(WatcherError):
+    """The state database cannot be used."""
+
+
+class FetchError(WatcherError):
+    """A fetch failed; `status` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, url: str, status: int | None = None,
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.url = url
+        self.status = status
+        self.retry_after = retry_after
+
+
+class NotModified(WatcherError):
+    """HTTP 304 to a conditional request: the page is unchanged."""
+
+
+class ParseError(WatcherError):
+    """The page does not have the structure the extractor needs."""
+
+    def __init__(self, message: str, *, url: str = "", selector: str | None = None):
+        where = f" (selector {selector!r})" if selector else ""
+        super().__init__(f"{message}{where}")
+        self.url = url
+        self.selector = selector
+
+
+class DeliveryError(WatcherError):
+    """A channel cannot be used at all (e.g. unknown channel id)."""

@@ -1,0 +1,107 @@
+"""CAC (www.cac.gov.cn, TRS CMS): column list pages, the JsonList channel API, and article detail pages."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+from watcher.errors import ParseError
+from watcher.extract import Entries, Extractor, extractor
+from watcher.extract.common import (
+    absolute, attachment_name_from_url, find_deadline, first_paragraph, node_text, parse_date, parse_html,
+)
+from watcher.identify import clean_text
+from watcher.models import Entry
+
+COMMENT_RE = re.compile(r"征求[\s\S]{0,60}?意见")
+
+
+def _parse_article(page) -> dict:
+    tree = parse_html(page.text)
+    body = tree.css_first("#BodyLabel") or tree.css_first(".main-content") or tree.css_first("div.TRS_Editor")
+    if body is None:
+        raise ParseError("article body not found", url=page.url, selector="#BodyLabel")
+    out: dict = {}
+    text = node_text(body)
+    dl = find_deadline(text)
+    if dl:
+        out["deadline"] = dl
+    summary = first_paragraph(body)
+    if summary:
+        out["summary"] = summary
+    pub = parse_date(node_text(tree.css_first("#pubtime")))
+    if pub:
+        out["published"] = pub
+    atts = []
+    for a in tree.css("a[href]"):
+        href = a.attributes.get("href") or ""
+        if "downloadfile" in href.lower() or re.search(r"\.(pdf|docx?|xlsx?|wps|zip|rar|ofd)(\?|$)", href, re.I):
+            url = absolute(page.url, href)
+            atts.append({"label": "", "name": attachment_name_from_url(url) or node_text(a), "url": url})
+    if atts:
+        out["attachments"] = atts
+    return out
+
+
+class _CacBase(Extractor):
+    has_detail = True
+
+    def wants_detail(self, entry, source):
+        return source.detail_pages and bool(entry.extra.get("comment_request"))
+
+    def parse_detail(self, page, entry, source):
+        return _parse_article(page)
+
+
+@extractor("cac.column")
+class CacColumn(_CacBase):
+    """CAC column pages (e.g. /hdfw/wxan/A093802index_1.htm): rows `#loadingInfoPage li`, title from the link's
+    title attribute (the text may be truncated), protocol-relative links, date in div.times. Comment requests
+    (征求…意见) get their detail page read for the deadline and attachments."""
+
+    def extract(self, page, source):
+        tree = parse_html(page.text)
+        container = tree.css_first("#loadingInfoPage")
+        if container is None:
+            raise ParseError("list container not found", url=page.url, selector="#loadingInfoPage")
+        entries = Entries()
+        for li in container.css("li"):
+            a = li.css_first("a[href]")
+            if a is None:
+                continue
+            url = absolute(page.url, a.attributes.get("href") or "")
+            title = clean_text(html.unescape(a.attributes.get("title") or "")) or node_text(a)
+            date_node = li.css_first(".times, .time, span.date, span")
+            entries.append(Entry(
+                key=url, url=url, title=title,
+                published=parse_date(node_text(date_node)) or parse_date(node_text(li)),
+                extra={"comment_request": bool(COMMENT_RE.search(title))},
+            ))
+        return entries
+
+
+@extractor("cac.jsonlist")
+class CacJsonList(_CacBase):
+    """CAC channel API (POST /cms/JsonList, form channelCode/perPage/pageno): {"list": [{topic, infourl,
+    pubtime}]}; links are protocol-relative."""
+
+    def extract(self, page, source):
+        try:
+            data = json.loads(page.text)
+        except json.JSONDecodeError as e:
+            raise ParseError(f"body is not valid JSON ({e.msg} at char {e.pos})", url=page.url) from None
+        rows = data.get("list") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise ParseError("JSON has no 'list'", url=page.url)
+        entries = Entries()
+        for r in rows:
+            if not isinstance(r, dict) or not r.get("infourl"):
+                continue
+            url = absolute(page.url, str(r["infourl"]))
+            title = clean_text(html.unescape(re.sub(r"<[^>]+>", "", str(r.get("topic") or ""))))
+            entries.append(Entry(key=url, url=url, title=title, published=parse_date(str(r.get("pubtime") or "")),
+                                 extra={"comment_request": bool(COMMENT_RE.search(title))}))
+        if not entries and rows == []:
+            entries.confirmed_empty = True
+        return entries

@@ -1,0 +1,103 @@
+"""TC260 (www.tc260.org.cn): drafts for comment, on the 2025 portal and on the legacy site."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+from watcher.errors import ParseError
+from watcher.extract import Entries, Extractor, extractor
+from watcher.extract.common import (
+    absolute, find_deadline, first_paragraph, node_text, parse_date, parse_html,
+)
+from watcher.identify import find_plan_nos
+from watcher.models import Entry
+
+_JUMP_RE = re.compile(r"""jumpDetail\(\s*['"](?P<id>[0-9A-Za-z]+)['"]\s*(?:,\s*['"](?P<deadline>[^'"]*)['"])?""")
+
+
+@extractor("tc260.suggestions")
+class Tc260Suggestions(Extractor):
+    """TC260 drafts for public comment: the portal list (/portal/suggestion, rows div.item with
+    jumpDetail('<id>','<deadline>')) or the legacy list (/front/bzzqyjList.html, li.list-group-item with
+    [截至日期:…]). Detail pages give the plan number, deadline sentence, attachments and a summary."""
+
+    has_detail = True
+
+    def extract(self, page, source):
+        tree = parse_html(page.text)
+        entries = Entries()
+        for row in tree.css("div.item"):
+            a = row.css_first("a[onclick]")
+            m = _JUMP_RE.search(a.attributes.get("onclick") or "") if a else None
+            if not m:
+                continue
+            sid = m.group("id")
+            spans = row.css("span")
+            entries.append(Entry(
+                key=sid,
+                url=absolute(page.url, f"/portal/suggestion-detail/{sid}"),
+                title=node_text(a),
+                published=parse_date(node_text(spans[-1])) if spans else None,
+                deadline=parse_date(m.group("deadline")),
+            ))
+        if entries:
+            return entries
+        legacy = tree.css("li.list-group-item")
+        for row in legacy:
+            a = row.css_first("a[href]")
+            if a is None:
+                continue
+            url = absolute(page.url, a.attributes.get("href") or "")
+            q = parse_qs(urlsplit(url).query)
+            key = (q.get("id") or [url])[0]
+            tail = node_text(row.css_first("span.list_time")) or node_text(row)
+            m = re.search(r"截[至止]\s*(?:日期|时间)?\s*[:：]?\s*([\d年月日\-/. ]+)", tail)
+            entries.append(Entry(
+                key=key, url=url, title=node_text(a).strip(),
+                deadline=parse_date(m.group(1)) if m else None,
+                published=parse_date(node_text(row.css_first("span.time, span.list_date"))),
+            ))
+        if entries:
+            return entries
+        if tree.css_first("div.list-box, div.suggestion-list, ul.list-group") is not None and \
+                not tree.css("div.item, li.list-group-item"):
+            empty = Entries()
+            empty.confirmed_empty = "暂无" in page.text
+            if empty.confirmed_empty:
+                return empty
+        raise ParseError("no draft rows (div.item with jumpDetail, or li.list-group-item)", url=page.url,
+                         selector="div.item")
+
+    def wants_detail(self, entry, source):
+        return source.detail_pages
+
+    def parse_detail(self, page, entry, source):
+        tree = parse_html(page.text)
+        body = tree.css_first("div.info") or tree.css_first("div.advice-c") or tree.css_first("div.news_end")
+        if body is None:
+            raise ParseError("detail body not found", url=page.url, selector="div.info")
+        text = node_text(body)
+        out: dict = {}
+        plans = find_plan_nos(text)
+        if plans:
+            out["plan_no"] = plans[0]
+        dl = find_deadline(text)
+        if dl:
+            out["deadline"] = dl
+        summary = first_paragraph(body)
+        if summary:
+            out["summary"] = summary
+        atts = []
+        for li in tree.css("div.list ul li"):
+            a = li.css_first("a[href]")
+            if a is None:
+                continue
+            label = node_text(li.css_first("label")).rstrip("：:")
+            atts.append({"label": label, "name": node_text(a), "url": absolute(page.url, a.attributes["href"])})
+        if not atts:  # legacy detail page
+            for a in tree.css("span#APP_1 a[href], span#APP_3 a[href], div.news_end a[href*='download']"):
+                atts.append({"label": "", "name": node_text(a), "url": absolute(page.url, a.attributes["href"])})
+        if atts:
+            out["attachments"] = atts
+        return out

@@ -1,0 +1,136 @@
+"""HTTP fetching with one shared httpx client: conditional GET, bounded retries with backoff and Retry-After,
+a response size cap, and per-host politeness (one request at a time per host, optional delay between them)."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+import httpx
+
+from watcher import __version__
+from watcher.errors import FetchError
+from watcher.models import FetchResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_UA = f"watcher/{__version__} (standards change monitor; +https://github.com/watcher-standards/watcher)"
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        dt = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return max(0.0, dt.timestamp() - (now or time.time()))
+
+
+class Fetcher:
+    def __init__(self, *, user_agent: str | None = None, max_retry_wait: float = 10.0, host_delay: float = 0.0,
+                 transport: httpx.BaseTransport | None = None, backoff: float = 0.5,
+                 sleep=time.sleep):
+        self.max_retry_wait = max_retry_wait
+        self.host_delay = host_delay
+        self.backoff = backoff
+        self.sleep = sleep
+        self._host_locks: dict[str, threading.Lock] = {}
+        self._host_last: dict[str, float] = {}
+        self._guard = threading.Lock()
+        if transport is None:
+            transport = httpx.HTTPTransport(retries=0, limits=httpx.Limits(max_connections=20,
+                                                                          max_keepalive_connections=10))
+        self.client = httpx.Client(
+            transport=transport, follow_redirects=True, max_redirects=10,
+            timeout=httpx.Timeout(20.0, connect=10.0),
+            headers={"User-Agent": user_agent or DEFAULT_UA, "Accept": "text/html,application/json;q=0.9,*/*;q=0.8",
+                     "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"},
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _host_slot(self, host: str) -> threading.Lock:
+        with self._guard:
+            return self._host_locks.setdefault(host, threading.Lock())
+
+    def fetch(self, url: str, *, method: str = "GET", form: dict[str, str] | None = None,
+              headers: dict[str, str] | None = None, timeout: float = 20.0, retries: int = 2,
+              max_bytes: int = 5_000_000, etag: str | None = None, last_modified: str | None = None) -> FetchResult:
+        """Fetch one URL. Returns a FetchResult (not_modified=True on 304); raises FetchError when it gives up."""
+        req_headers = dict(headers or {})
+        if etag:
+            req_headers["If-None-Match"] = etag
+        if last_modified:
+            req_headers["If-Modified-Since"] = last_modified
+        host = urlsplit(url).hostname or ""
+        attempt = 0
+        while True:
+            try:
+                return self._once(url, method, form, req_headers, timeout, max_bytes, host)
+            except FetchError as e:
+                retryable = e.status in RETRY_STATUSES or e.status is None and getattr(e, "transient", False)
+                if not retryable or attempt >= retries:
+                    raise
+                wait = e.retry_after if e.retry_after is not None else self.backoff * (2 ** attempt)
+                if wait > self.max_retry_wait:
+                    raise  # the server asked for longer than one poll may wait: the next poll retries
+                attempt += 1
+                log.info("retrying %s in %.1fs after %s (attempt %d of %d)", url, wait, e, attempt, retries)
+                self.sleep(wait)
+
+    def _once(self, url, method, form, headers, timeout, max_bytes, host) -> FetchResult:
+        slot = self._host_slot(host)
+        with slot:
+            if self.host_delay:
+                gap = time.monotonic() - self._host_last.get(host, 0.0)
+                if gap < self.host_delay:
+                    self.sleep(self.host_delay - gap)
+            t0 = time.monotonic()
+            try:
+                with self.client.stream(method, url, data=form or None, headers=headers,
+                                        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))) as r:
+                    if r.status_code == 304:
+                        return FetchResult(str(r.url), 304, dict(r.headers), b"", not_modified=True,
+                                           elapsed=time.monotonic() - t0)
+                    if r.status_code >= 400:
+                        ra = parse_retry_after(r.headers.get("Retry-After"))
+                        raise FetchError(f"HTTP {r.status_code} {r.reason_phrase}".strip(), url=url,
+                                         status=r.status_code, retry_after=ra)
+                    declared = r.headers.get("Content-Length")
+                    if declared and declared.isdigit() and int(declared) > max_bytes:
+                        raise FetchError(f"response too large ({declared} bytes > max_bytes {max_bytes})", url=url)
+                    chunks, size = [], 0
+                    for chunk in r.iter_bytes():
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise FetchError(f"response too large (over max_bytes {max_bytes})", url=url)
+                        chunks.append(chunk)
+                    return FetchResult(str(r.url), r.status_code, dict(r.headers), b"".join(chunks),
+                                       elapsed=time.monotonic() - t0)
+            except httpx.TimeoutException as e:
+                err = FetchError(f"timeout after {timeout:g}s ({e.__class__.__name__})", url=url)
+                err.transient = True
+                raise err from None
+            except (httpx.TransportError, httpx.TooManyRedirects) as e:
+                err = FetchError(f"{e.__class__.__name__}: {e}", url=url)
+                err.transient = isinstance(e, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError))
+                raise err from None
+            finally:
+                self._host_last[host] = time.monotonic()
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)

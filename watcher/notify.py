@@ -1,0 +1,230 @@
+"""Outbox: deliveries are written with their events (same transaction), then drained through apprise.
+
+A sender claims due rows (status 'sending' with a lease; `FOR UPDATE SKIP LOCKED` on PostgreSQL so replicas never
+share a row), sends, and marks each row sent, or pending with exponential backoff, or failed after the last
+attempt. A process killed between sending and marking leaves a 'sending' row whose lease expires: that row may be
+sent twice, nothing is ever lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from fnmatch import fnmatch
+from typing import Any, Callable
+
+import apprise
+from sqlalchemy import or_, select
+
+from watcher.config import Channel, Config, Subscription
+from watcher.logs import mask
+from watcher.render import (
+    digest_html, digest_markdown, digest_subject, digest_text, html_body, markdown_body, subject, text_body,
+)
+from watcher.reminders import CHINA
+from watcher.store import Delivery, EventRow, Store, utcnow
+
+log = logging.getLogger("watcher.notify")
+
+LEASE = timedelta(seconds=120)
+BACKOFF_BASE, BACKOFF_MAX = 30.0, 6 * 3600.0
+
+
+def matches(sub: Subscription, payload: dict[str, Any]) -> bool:
+    """True when an event passes every filter of a subscription."""
+    if not any(fnmatch(payload.get("source", ""), pat) for pat in sub.sources):
+        return False
+    if sub.kinds and payload.get("kind") not in sub.kinds:
+        return False
+    if sub.stages and payload.get("stage") not in sub.stages:
+        return False
+    if sub.committees and payload.get("committee") not in sub.committees:
+        return False
+    if sub.keywords and not any(re.search(rx, payload.get("title") or "") for rx in sub.keywords):
+        return False
+    return True
+
+
+def enqueue_deliveries(s, config: Config, event_row, payload: dict[str, Any], now: datetime) -> int:
+    """One pending Delivery per (event, channel) whose subscription matches (unique: never twice)."""
+    targets: dict[str, str] = {}
+    for sub in config.subscriptions:
+        if matches(sub, payload):
+            for ch in sub.channels:
+                channel = config.channels.get(ch)
+                if channel is not None and channel.enabled and targets.get(ch) != "immediate":
+                    targets[ch] = sub.mode
+    for ch, mode in targets.items():
+        s.add(Delivery(event_id=event_row.id, channel=ch, mode=mode, status="pending", attempts=0,
+                       next_try_at=now, created_at=now))
+    return len(targets)
+
+
+# --- sending -------------------------------------------------------------------------------------------------
+
+def _plugin_family(url: str) -> str:
+    obj = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+    name = type(obj).__name__.lower() if obj is not None else ""
+    if "slack" in name:
+        return "slack"
+    if "email" in name or "mail" in name:
+        return "email"
+    return "other"
+
+
+def _body_for(channel: Channel, family: str, events: list[dict[str, Any]], today) -> tuple[str, str, str]:
+    """(title, body, apprise body_format) for one event or a digest."""
+    lang = channel.language
+    fmt = channel.format or {"slack": "markdown", "email": "html"}.get(family, "text")
+    single = len(events) == 1 and events[0].get("_mode") != "digest"
+    if single:
+        ev = events[0]
+        title = subject(ev, lang)
+        body = {"markdown": markdown_body, "html": html_body, "text": text_body}[fmt](ev, lang, today)
+    else:
+        title = digest_subject(events)
+        body = {"markdown": digest_markdown, "html": digest_html, "text": digest_text}[fmt](events, lang, today)
+    return title, body, {"markdown": apprise.NotifyFormat.MARKDOWN, "html": apprise.NotifyFormat.HTML,
+                         "text": apprise.NotifyFormat.TEXT}[fmt]
+
+
+def send(channel: Channel, title: str, body: str, body_format) -> tuple[bool, str]:
+    """Send through apprise; returns (ok, error text). Apprise reports failure as a result, not an exception."""
+    asset = apprise.AppriseAsset(app_id="watcher", app_desc="watcher standards monitor",
+                                 app_url="https://github.com/watcher-standards/watcher", storage_mode="memory")
+    ap = apprise.Apprise(asset=asset)
+    if not ap.add(channel.url):
+        return False, f"channel {channel.id}: invalid apprise URL {mask(channel.url)}"
+    try:
+        result = ap.notify(body=body, title=title, body_format=body_format)
+    except Exception as e:  # a plugin bug must not kill the sender; the row stays retryable
+        return False, mask(f"{e.__class__.__name__}: {e}")
+    if result:
+        return True, ""
+    msgs = [f"{entry.level}: {entry.message}" for entry in result.logs()
+            if entry.level in ("WARNING", "ERROR", "CRITICAL")]
+    status = getattr(result.status, "name", str(result.status))
+    return False, mask(f"{status}: " + (" | ".join(msgs[-3:]) or "no detail from apprise"))[:2000]
+
+
+@dataclass
+class DrainResult:
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+
+
+def _claim(store: Store, now: datetime, *, ignore_backoff: bool, retry_failed: bool, limit: int) -> list[int]:
+    with store.transaction() as s:
+        conds = [Delivery.status == "pending"]
+        if retry_failed:
+            conds.append(Delivery.status == "failed")
+        # a 'sending' row whose lease ran out belongs to a sender that died
+        conds.append((Delivery.status == "sending") & (Delivery.claimed_until < now))
+        q = select(Delivery).where(or_(*conds))
+        if not ignore_backoff:
+            q = q.where(or_(Delivery.next_try_at <= now, Delivery.status == "failed", Delivery.status == "sending"))
+        q = q.order_by(Delivery.id).limit(limit)
+        if store.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        rows = list(s.scalars(q))
+        for d in rows:
+            if d.status == "failed":
+                d.attempts = 0
+            d.status, d.claimed_until = "sending", now + LEASE
+        return [d.id for d in rows]
+
+
+def drain_outbox(store: Store, config: Config, *, now: Callable[[], datetime] = utcnow, ignore_backoff: bool = False,
+                 retry_failed: bool = False, limit: int = 500, sender: Callable = send) -> DrainResult:
+    """Send every due delivery once; immediate ones one by one, digest ones grouped per channel when due."""
+    res = DrainResult()
+    t = now()
+    if store.dialect == "sqlite":
+        # single instance by definition: a 'sending' row here was left by a process that died mid-drain
+        with store.transaction() as s:
+            for d in s.scalars(select(Delivery).where(Delivery.status == "sending")):
+                d.claimed_until = t - timedelta(seconds=1)
+    ids = _claim(store, t, ignore_backoff=ignore_backoff, retry_failed=retry_failed, limit=limit)
+    if not ids:
+        return res
+    with store.transaction() as s:
+        rows = list(s.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)))
+        events = {e.id: dict(e.payload) for e in s.scalars(select(EventRow).where(
+            EventRow.id.in_({d.event_id for d in rows})))}
+    today = t.astimezone(CHINA).date()
+    digests: dict[str, list[Delivery]] = {}
+    for d in rows:
+        channel = config.channels.get(d.channel)
+        if channel is None or not channel.enabled:
+            _finish(store, [d], ok=False, error=f"channel {d.channel} is no longer configured", now=t,
+                    max_attempts=1, res=res)
+            continue
+        if d.mode == "digest":
+            digests.setdefault(d.channel, []).append(d)
+            continue
+        ev = events.get(d.event_id, {})
+        family = _plugin_family(channel.url)
+        title, body, fmt = _body_for(channel, family, [ev], today)
+        ok, err = sender(channel, title, body, fmt)
+        _finish(store, [d], ok=ok, error=err, now=t, max_attempts=config.settings.delivery_max_attempts, res=res)
+    for ch, group in digests.items():
+        channel = config.channels[ch]
+        interval = min([sub.digest_interval for sub in config.subscriptions
+                        if sub.mode == "digest" and ch in sub.channels] or [86400.0])
+        oldest = min(d.created_at for d in group)
+        if not ignore_backoff and t < oldest + timedelta(seconds=interval):
+            _release(store, group)
+            res.deferred += len(group)
+            continue
+        evs = [dict(events.get(d.event_id, {}), _mode="digest") for d in group]
+        title, body, fmt = _body_for(channel, _plugin_family(channel.url), evs, today)
+        ok, err = sender(channel, title, body, fmt)
+        _finish(store, group, ok=ok, error=err, now=t, max_attempts=config.settings.delivery_max_attempts, res=res)
+    return res
+
+
+def _release(store: Store, group: list[Delivery]) -> None:
+    with store.transaction() as s:
+        for d in group:
+            row = s.get(Delivery, d.id)
+            row.status, row.claimed_until = "pending", None
+
+
+def _finish(store: Store, group: list[Delivery], *, ok: bool, error: str, now: datetime, max_attempts: int,
+            res: DrainResult) -> None:
+    with store.transaction() as s:
+        for d in group:
+            row = s.get(Delivery, d.id)
+            row.attempts = (row.attempts or 0) + 1
+            row.claimed_until = None
+            if ok:
+                row.status, row.sent_at, row.last_error = "sent", now, None
+                res.sent += 1
+            elif row.attempts >= max_attempts:
+                row.status, row.last_error = "failed", error
+                res.failed += 1
+                log.error("delivery %s to %s failed for good after %d attempts: %s", row.id, row.channel,
+                          row.attempts, error)
+            else:
+                wait = min(BACKOFF_BASE * 2 ** (row.attempts - 1), BACKOFF_MAX)
+                row.status, row.last_error, row.next_try_at = "pending", error, now + timedelta(seconds=wait)
+                res.deferred += 1
+                log.warning("delivery %s to %s failed (attempt %d), retry in %ds: %s", row.id, row.channel,
+                            row.attempts, int(wait), error)
+
+
+SAMPLE_EVENT = {
+    "kind": "new", "source": "tc260-drafts", "source_name": "TC260 标准征求意见",
+    "url": "https://www.tc260.org.cn/portal/suggestion-detail/3bb57023c00a464faf4c2f7b9a5524c7",
+    "title": "关于国家标准《数据安全技术 个人信息保护合规审计专业机构能力要求》征求意见稿征求意见的通知",
+    "published": "2026-02-11", "deadline": "2026-04-12", "stage": "comment", "committee": "TC260",
+    "summary": "watcher test message · watcher 测试消息", "changes": {},
+}
+
+
+def send_test(config: Config, channel: Channel) -> tuple[bool, str]:
+    title, body, fmt = _body_for(channel, _plugin_family(channel.url), [SAMPLE_EVENT], None)
+    return send(channel, "[test] " + title, body, fmt)

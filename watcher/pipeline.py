@@ -1,0 +1,300 @@
+"""poll_source: fetch -> decode -> extract -> details -> identify -> fingerprint -> detect -> one transaction.
+
+The only orchestration function; `watcher once`, `watcher run` and the demo all call it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+
+from watcher.config import Config, Source
+from watcher.decode import to_text
+from watcher.detect import describe_changes
+from watcher.errors import FetchError, ParseError
+from watcher.extract import Entries, get as get_extractor
+from watcher.fetch import Fetcher
+from watcher.fingerprint import body_digest, digest
+from watcher.identify import enrich, stage_label
+from watcher.models import Entry, Page
+from watcher.standards import update_standards
+from watcher.store import EntryRow, EventRow, SourceState, Store, utcnow
+
+log = logging.getLogger("watcher.poll")
+
+DETAIL_FIELDS = ("deadline", "summary", "plan_no", "attachments", "published")
+
+
+@dataclass
+class Context:
+    config: Config
+    store: Store
+    fetcher: Fetcher
+    clock: Callable[[], datetime] = utcnow
+
+
+@dataclass
+class PollOutcome:
+    source: str
+    status: str                 # ok, unchanged, failed, broken, locked
+    entries: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    duration: float = 0.0
+    error: str | None = None
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def entry_event(kind: str, source: Source, e: Entry, **extra: Any) -> dict[str, Any]:
+    payload = {
+        "kind": kind, "source": source.id, "source_name": source.name, "url": e.url, "title": e.title,
+        "published": e.published, "deadline": e.deadline, "plan_no": e.plan_no, "std_no": e.std_no,
+        "std_nos": e.std_nos, "stage": e.stage, "previous_stage": None, "stage_label": stage_label(e.stage),
+        "status": e.status, "committee": e.committee, "issue_date": e.issue_date, "act_date": e.act_date,
+        "summary": e.summary, "attachments": e.attachments, "changes": {}, "entry_key": e.key,
+    }
+    payload.update(extra)
+    return payload
+
+
+def source_event(kind: str, source: Source, **extra: Any) -> dict[str, Any]:
+    payload = {"kind": kind, "source": source.id, "source_name": source.name, "url": source.url,
+               "title": source.name, "published": None, "deadline": None, "plan_no": None, "std_no": None,
+               "stage": None, "previous_stage": None, "changes": {}}
+    payload.update(extra)
+    return payload
+
+
+def write_events(s, ctx: Context, payloads: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Insert events (and, through notify, their deliveries) inside the caller's transaction."""
+    from watcher.notify import enqueue_deliveries
+
+    out = []
+    for p in payloads:
+        evidence_row = p.pop("_evidence_row", None)
+        p["detected_at"] = _iso(now)
+        row = EventRow(kind=p["kind"], source_id=p["source"], entry_key=p.get("entry_key"),
+                       dedupe_key=p.pop("dedupe_key", None), payload={}, detected_at=now)
+        s.add(row)
+        s.flush()
+        p = {"id": row.id, **p}
+        row.payload = p
+        if evidence_row is not None:
+            evidence_row.event_id = row.id
+        enqueue_deliveries(s, ctx.config, row, p, now)
+        out.append(p)
+    return out
+
+
+def _snapshot_state(ctx: Context, source: Source) -> dict[str, Any]:
+    with ctx.store.transaction() as s:
+        st = s.get(SourceState, source.id)
+        if st is None:
+            return {"etag": None, "last_modified": None, "body_digest": None, "baselined": False, "alerted": None}
+        return {"etag": st.etag, "last_modified": st.last_modified, "body_digest": st.body_digest,
+                "baselined": st.baselined, "alerted": st.alerted}
+
+
+def poll_source(ctx: Context, source: Source) -> PollOutcome:
+    """Poll one source and commit its new state and events in one transaction."""
+    t0 = time.monotonic()
+    with ctx.store.source_lock(source.id) as got:
+        if not got:
+            return PollOutcome(source.id, "locked", duration=time.monotonic() - t0)
+        out = _poll(ctx, source)
+    out.duration = time.monotonic() - t0
+    log.info("poll", extra={"fields": {"source": source.id, "status": out.status, "entries": out.entries,
+                                       "events": len(out.events), "duration_ms": round(out.duration * 1000),
+                                       **({"error": out.error} if out.error else {})}})
+    return out
+
+
+def _poll(ctx: Context, source: Source) -> PollOutcome:
+    prior = _snapshot_state(ctx, source)
+    try:
+        fr = ctx.fetcher.fetch(source.url, method=source.method, form=source.form, headers=source.headers,
+                               timeout=source.timeout, retries=source.retries, max_bytes=source.max_bytes,
+                               etag=prior["etag"], last_modified=prior["last_modified"])
+    except FetchError as e:
+        return _record_failure(ctx, source, e)
+    if fr.not_modified or (prior["baselined"] and prior["body_digest"] == body_digest(fr.body)):
+        return _record_healthy_unchanged(ctx, source, fr.headers)
+    text, encoding, bad_chars = to_text(fr.body, fr.headers.get("content-type"))
+    page = Page(url=fr.url or source.url, text=text, content_type=fr.headers.get("content-type", ""),
+                encoding=encoding, replacements=bad_chars)
+    page.url = source.url if urlsplit(page.url).hostname == source.host else page.url
+    extractor = get_extractor(source.kind)
+    try:
+        entries = extractor.extract(page, source)
+    except ParseError as e:
+        return _record_broken(ctx, source, f"HTTP {fr.status} but {e}")
+    if not entries and not getattr(entries, "confirmed_empty", False):
+        return _record_broken(ctx, source, f"HTTP {fr.status} but 0 entries parsed")
+    unique: dict[str, Entry] = {}
+    for e in entries:
+        unique.setdefault(e.key, e)
+    entries = list(unique.values())
+    previous = _load_previous(ctx, source, list(unique))
+    rows: list[tuple[Entry, str, dict | None, bool]] = []
+    for e in entries:
+        row_digest = digest(e.as_dict())
+        p = previous.get(e.key)
+        detail, detail_ok = (p.detail if p else None), (p.detail_ok if p else False)
+        if extractor.has_detail and extractor.wants_detail(e, source) and (
+                p is None or p.row_digest != row_digest or not p.detail_ok):
+            detail, detail_ok = _fetch_detail(ctx, source, extractor, e, detail)
+        if detail:
+            for k in DETAIL_FIELDS:
+                if detail.get(k) and not getattr(e, k):
+                    setattr(e, k, detail[k])
+        enrich(e, source)
+        rows.append((e, row_digest, detail, detail_ok))
+    return _commit_entries(ctx, source, fr.headers, body_digest(fr.body), rows, previous, len(entries))
+
+
+def _load_previous(ctx: Context, source: Source, keys: list[str]) -> dict[str, EntryRow]:
+    out: dict[str, EntryRow] = {}
+    with ctx.store.transaction() as s:
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            for r in s.scalars(select(EntryRow).where(EntryRow.source_id == source.id, EntryRow.key.in_(chunk))):
+                out[r.key] = r
+    return out
+
+
+def _fetch_detail(ctx: Context, source: Source, extractor, e: Entry, old: dict | None) -> tuple[dict | None, bool]:
+    if urlsplit(e.url).hostname != source.host:
+        log.warning("detail page %s is not on %s: not fetched", e.url, source.host)
+        return old, False
+    try:
+        fr = ctx.fetcher.fetch(e.url, headers=source.headers, timeout=source.timeout, retries=source.retries,
+                               max_bytes=source.max_bytes)
+        text, enc, _ = to_text(fr.body, fr.headers.get("content-type"))
+        return extractor.parse_detail(Page(url=e.url, text=text, encoding=enc), e, source), True
+    except (FetchError, ParseError) as err:
+        log.warning("detail page %s: %s (kept the list row; will retry)", e.url, err)
+        return old, False
+
+
+def _finish_success(st: SourceState, now: datetime, headers: dict[str, str]) -> None:
+    st.last_poll_at = st.last_success_at = now
+    st.consecutive_failures = 0
+    st.last_error = None
+    st.not_before = None
+    st.polls = (st.polls or 0) + 1
+    h = {k.lower(): v for k, v in headers.items()}
+    if h.get("etag") or h.get("last-modified"):
+        st.etag, st.last_modified = h.get("etag"), h.get("last-modified")
+
+
+def _recovered(source: Source, st: SourceState) -> list[dict[str, Any]]:
+    if not st.alerted:
+        return []
+    was = st.alerted
+    st.alerted = None
+    return [source_event("source_recovered", source, previous_problem=was)]
+
+
+def _record_healthy_unchanged(ctx: Context, source: Source, headers: dict[str, str]) -> PollOutcome:
+    now = ctx.clock()
+    with ctx.store.transaction() as s:
+        st = ctx.store.state(s, source.id)
+        _finish_success(st, now, headers)
+        st.last_status = "unchanged"
+        events = write_events(s, ctx, _recovered(source, st), now)
+        count = st.entry_count
+    return PollOutcome(source.id, "unchanged", entries=count, events=events)
+
+
+def _record_failure(ctx: Context, source: Source, err: FetchError) -> PollOutcome:
+    now = ctx.clock()
+    with ctx.store.transaction() as s:
+        st = ctx.store.state(s, source.id)
+        st.last_poll_at = now
+        st.last_status = "failed"
+        st.last_error = str(err)
+        st.polls = (st.polls or 0) + 1
+        st.consecutive_failures = (st.consecutive_failures or 0) + 1
+        if err.retry_after:
+            st.not_before = now + timedelta(seconds=err.retry_after)
+        payloads = []
+        if st.consecutive_failures >= source.alert_after_failures and st.alerted != "failed":
+            st.alerted = "failed"
+            payloads.append(source_event(
+                "source_failed", source, reason=str(err), http_status=err.status,
+                retry_after_s=int(err.retry_after) if err.retry_after is not None else None,
+                consecutive_failures=st.consecutive_failures))
+        events = write_events(s, ctx, payloads, now)
+    return PollOutcome(source.id, "failed", events=events, error=str(err))
+
+
+def _record_broken(ctx: Context, source: Source, reason: str) -> PollOutcome:
+    now = ctx.clock()
+    with ctx.store.transaction() as s:
+        st = ctx.store.state(s, source.id)
+        st.last_poll_at = now
+        st.last_status = "broken"
+        st.last_error = reason
+        st.polls = (st.polls or 0) + 1
+        st.consecutive_failures = 0
+        st.etag = st.last_modified = None     # fetch in full next time: a 304 must not hide the breakage
+        payloads = []
+        if st.alerted != "broken":
+            st.alerted = "broken"
+            payloads.append(source_event("source_broken", source, reason=reason,
+                                         previous_entries=st.entry_count))
+        events = write_events(s, ctx, payloads, now)
+    return PollOutcome(source.id, "broken", events=events, error=reason)
+
+
+def _commit_entries(ctx: Context, source: Source, headers: dict[str, str], bdigest: str,
+                    rows: list[tuple[Entry, str, dict | None, bool]], previous: dict[str, EntryRow],
+                    count: int) -> PollOutcome:
+    now = ctx.clock()
+    payloads: list[dict[str, Any]] = []
+    with ctx.store.transaction() as s:
+        st = ctx.store.state(s, source.id)
+        baseline = not st.baselined
+        payloads += _recovered(source, st)
+        for e, row_digest, detail, detail_ok in rows:
+            fields = e.as_dict()
+            full = digest(fields)
+            p = previous.get(e.key)
+            if p is None:
+                s.add(EntryRow(source_id=source.id, key=e.key, url=e.url, title=e.title, fields=fields,
+                               row_digest=row_digest, digest=full, detail=detail, detail_ok=detail_ok,
+                               deadline=e.deadline, first_seen=now, updated_at=now))
+                if not baseline:
+                    payloads.append(entry_event("new", source, e))
+                continue
+            if p.digest == full and p.row_digest == row_digest and p.detail_ok == detail_ok:
+                continue
+            row = s.get(EntryRow, p.id)
+            if p.digest != full:
+                changes = describe_changes(p.fields, fields)
+                if changes:
+                    payloads.append(entry_event("changed", source, e, changes=changes))
+                row.fields, row.url, row.title, row.digest, row.deadline, row.updated_at = (
+                    fields, e.url, e.title, full, e.deadline, now)
+            row.row_digest, row.detail, row.detail_ok = row_digest, detail, detail_ok
+        payloads += update_standards(s, source, [r[0] for r in rows], now, baseline=baseline, source_name=source.name)
+        _finish_success(st, now, headers)
+        st.last_status = "ok"
+        st.body_digest = bdigest
+        st.baselined = True
+        if baseline or previous.keys() != {r[0].key for r in rows}:
+            st.entry_count = s.scalar(select(func.count()).select_from(EntryRow).where(EntryRow.source_id == source.id))
+        events = write_events(s, ctx, payloads, now)
+    return PollOutcome(source.id, "ok", entries=count, events=events)
+
+
+def poll_all(ctx: Context, sources: list[Source]) -> list[PollOutcome]:
+    return [poll_source(ctx, src) for src in sources]
