@@ -6,6 +6,7 @@ like "30m", got "soon"`. The README's reference is checked against these tables 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -195,6 +196,15 @@ class Config:
 
 # --- loading -------------------------------------------------------------------------------------------------
 
+def _show(value: Any) -> str:
+    """A TOML-looking rendering of a value for error messages: strings in double quotes."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return repr(value)
+
+
 class _Locator:
     """Finds the line of a table header or of a key inside a table, by scanning the raw text."""
 
@@ -215,9 +225,9 @@ class _Locator:
             if m:
                 self.headers.append((i, m.group(1).replace('"', "").replace("'", "")))
 
-    def table(self, name: str) -> int:
+    def table(self, name: str, prefix: bool = False) -> int:
         for line, header in self.headers:
-            if header == name:
+            if header == name or prefix and header.startswith(name + "."):
                 return line
         return 0
 
@@ -261,7 +271,7 @@ class _Loader:
         where = f"[{table}] {f.name}:"
 
         def bad(extra: str = "") -> ConfigError:
-            return self.fail(line, where, f"expected {f.expected}, got {value!r}{extra}")
+            return self.fail(line, where, f"expected {f.expected}, got {_show(value)}{extra}")
 
         if isinstance(value, str) and f.kind not in ("duration",):
             value = self.interpolate(value, table, f.name)
@@ -306,13 +316,13 @@ class _Loader:
             except ValueError:
                 raise bad() from None
             if f.minimum is not None and seconds < f.minimum:
-                raise self.fail(line, where, f"must be at least {f.minimum:g}s, got {value!r}")
+                raise self.fail(line, where, f"must be at least {f.minimum:g}s, got {_show(value)}")
             return seconds
         if k == "int":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise bad()
             if f.minimum is not None and value < f.minimum:
-                raise self.fail(line, where, f"must be at least {f.minimum:g}, got {value!r}")
+                raise self.fail(line, where, f"must be at least {f.minimum:g}, got {_show(value)}")
             return value
         if k == "bool":
             if not isinstance(value, bool):
@@ -382,7 +392,7 @@ def load_config(path: str | Path) -> Config:
     allowed_top = {"defaults", "source", "channel", "subscription", "settings"}
     for key in data:
         if key not in allowed_top:
-            line = ld.loc.table(key) or ld.loc.key("", key) or 1
+            line = ld.loc.table(key, prefix=True) or 1
             raise ld.fail(line, f"[{key}]", "unknown table (expected defaults, settings, source.ID, channel.ID, [[subscription]])")
 
     raw_defaults = data.get("defaults", {})
