@@ -63,4 +63,11 @@ def to_text(body: bytes, content_type: str | None = None) -> tuple[str, str, int
     if enc.startswith("utf-8"):
         enc = "utf-8-sig" if body.startswith(codecs.BOM_UTF8) else "utf-8"
     text = body.decode(enc, errors="replace")
-    return text, enc.replace("-sig", ""), text.count("\ufffd")
+    bad = text.count("\ufffd")
+    if bad and not enc.startswith("utf"):
+        # a mislabelled page (declares gb2312, is really UTF-8) is common on CMS templates: trust clean UTF-8
+        try:
+            return body.decode("utf-8-sig"), "utf-8", 0
+        except UnicodeDecodeError:
+            pass
+    return text, enc.replace("-sig", ""), bad

@@ -99,7 +99,7 @@ class CacJsonList(_CacBase):
             if not isinstance(r, dict) or not r.get("infourl"):
                 continue
             url = absolute(page.url, str(r["infourl"]))
-            title = clean_text(html.unescape(re.sub(r"<[^>]+>", "", str(r.get("topic") or ""))))
+            title = clean_text(html.unescape(re.sub(r"<[^>]+>", "", html.unescape(str(r.get("topic") or "")))))
             entries.append(Entry(key=url, url=url, title=title, published=parse_date(str(r.get("pubtime") or "")),
                                  extra={"comment_request": bool(COMMENT_RE.search(title))}))
         if not entries and rows == []:

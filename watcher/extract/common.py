@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -72,8 +72,9 @@ def parse_date(text: str | None) -> str | None:
                 return date(int(m.group(1)), int(m.group(2)), int(m.group(3))).isoformat()
             except ValueError:
                 continue
-    if re.fullmatch(r"\d{12,13}", t):  # epoch milliseconds, as some JSON APIs send
-        return datetime.fromtimestamp(int(t) / 1000, tz=timezone.utc).date().isoformat()
+    if re.fullmatch(r"\d{12,13}", t):
+        # epoch milliseconds, as some JSON APIs send: a Beijing calendar date
+        return datetime.fromtimestamp(int(t) / 1000, tz=timezone(timedelta(hours=8))).date().isoformat()
     return None
 
 

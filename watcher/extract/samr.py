@@ -63,7 +63,7 @@ class SamrStdSearch(Extractor):
                 v = node_text(inner.css_first(".media-body"))
                 if k:
                     labels[k] = v
-            dates = [parse_date(node_text(t)) for t in card.css("time.post-date, time")]
+            dates = [parse_date(node_text(t)) for t in card.css("time")]
             dates = [d for d in dates if d]
             url = absolute(page.url, _DETAIL_PATHS.get(tid, "/gb/search/gbDetailed?id=") + pid) if pid else page.url
             e = Entry(key=pid or (plan_no or std_no or title), url=url, title=clean_text(title),
