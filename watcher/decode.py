@@ -12,7 +12,7 @@ import re
 _GB_ALIASES = {"gb2312", "gbk", "x-gbk", "cp936", "euc-cn", "gb_2312-80", "gb_2312", "csgb2312", "ms936", "windows-936", "gb18030"}
 _META_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 _CT_RE = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", re.I)
-_BOMS = [(codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")]
+_BOMS = [(codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]  # "utf-16" consumes the BOM
 
 
 def canonical_encoding(label: str | None) -> str | None:

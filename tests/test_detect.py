@@ -1,0 +1,93 @@
+"""Change detection properties: noise (order, whitespace, entities, width) is never a change; windows never remove."""
+
+from __future__ import annotations
+
+import html
+import tempfile
+from pathlib import Path
+
+import httpx
+from hypothesis import given, settings, strategies as st
+
+from conftest import write_config
+from watcher.config import load_config
+from watcher.detect import describe_changes
+from watcher.fetch import Fetcher
+from watcher.fingerprint import digest
+from watcher.pipeline import Context, poll_source
+from watcher.store import Store
+
+ROWS = [(f"/portal/article/2/{i:04d}", f"《网络安全技术 示例标准{i}》发布", f"2026-01-{i + 1:02d}") for i in range(12)]
+NOISE = ["", " ", "\n  ", "\u3000", "\u00a0", "&nbsp;", "\t"]
+
+
+def page(rows, noise=lambda i: "", entity=False) -> str:
+    items = []
+    for i, (href, title, date) in enumerate(rows):
+        t = html.escape(title).replace("《", "&#12298;") if entity else title
+        items.append(f'<li>{noise(i)}<a href="{href}">{noise(i + 1)}{t}{noise(i + 2)}</a>'
+                     f'<span class="date">{noise(i)}{date}</span></li>')
+    return f"<html><body><ul class='news-list'>{''.join(items)}</ul></body></html>"
+
+
+class Site:
+    def __init__(self):
+        self.body = page(ROWS)
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text=self.body, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+def make_ctx(tmp: Path, site: Site) -> Context:
+    cfg = load_config(write_config(tmp, """
+[source.notices]
+kind = "css"
+url = "https://www.tc260.org.cn/portal/cms/work/10/2"
+rows = "ul.news-list > li"
+date = "span.date"
+"""))
+    return Context(config=cfg, store=Store(f"sqlite:///{tmp / 'w.db'}"),
+                   fetcher=Fetcher(transport=httpx.MockTransport(site.handler)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(order=st.permutations(range(12)), noise=st.lists(st.sampled_from(NOISE), min_size=14, max_size=14),
+       entity=st.booleans(), window=st.integers(4, 12))
+def test_reordering_whitespace_entities_and_window_shifts_yield_no_events(order, noise, entity, window):
+    with tempfile.TemporaryDirectory() as d:
+        site = Site()
+        ctx = make_ctx(Path(d), site)
+        src = ctx.config.sources["notices"]
+        assert poll_source(ctx, src).events == []               # baseline
+        shuffled = [ROWS[i] for i in order][:window]              # reorder, and rows fall out of the window
+        site.body = page(shuffled, noise=lambda i: noise[i % len(noise)], entity=entity)
+        out = poll_source(ctx, src)
+        assert out.status == "ok" and out.events == []
+        ctx.store.dispose()
+
+
+def test_a_real_edit_is_one_changed_event_with_old_and_new():
+    with tempfile.TemporaryDirectory() as d:
+        site = Site()
+        ctx = make_ctx(Path(d), site)
+        src = ctx.config.sources["notices"]
+        poll_source(ctx, src)
+        rows = list(ROWS)
+        rows[3] = (rows[3][0], rows[3][1] + "（修订）", rows[3][2])
+        rows.insert(0, ("/portal/article/2/9999", "关于征集标准需求的通知", "2026-03-16"))
+        site.body = page(rows)
+        evs = poll_source(ctx, src).events
+        assert [(e["kind"], e["url"].rsplit("/", 1)[-1]) for e in evs] == [("new", "9999"), ("changed", "0003")]
+        assert evs[1]["changes"] == {"title": {"old": "《网络安全技术 示例标准3》发布",
+                                               "new": "《网络安全技术 示例标准3》发布（修订）"}}
+        assert poll_source(ctx, src).events == []
+        ctx.store.dispose()
+
+
+def test_fingerprint_ignores_noise_but_not_content():
+    a = {"title": "数据安全技术　示例", "url": "https://x/1", "attachments": [{"name": "a"}, {"name": "b"}]}
+    b = {"title": " 数据安全技术 示例 ", "url": "https://x/1", "attachments": [{"name": "b"}, {"name": "a"}],
+         "deadline": None, "summary": ""}
+    assert digest(a) == digest(b)
+    assert digest(a) != digest({**a, "deadline": "2026-04-12"})
+    assert describe_changes(a, {**a, "deadline": "2026-04-12"}) == {"deadline": {"old": None, "new": "2026-04-12"}}
