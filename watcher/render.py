@@ -102,7 +102,8 @@ def _short(v: Any) -> str:
 def subject(ev: dict[str, Any], lang: str = "both") -> str:
     src = ev.get("source_name") or ev.get("source", "")
     title = ev.get("title") or ""
-    s = f"[watcher] {src} {what(ev, lang)}: 《{title}》" if ev.get("kind") not in (
+    quoted = title if "《" in title or ev.get("kind") != "new" and not title else f"《{title}》"
+    s = f"[watcher] {src} {what(ev, lang)}: {quoted}" if ev.get("kind") not in (
         "source_failed", "source_broken", "source_recovered") else f"[watcher] {what(ev, lang)}: {src}"
     if ev.get("deadline") and ev.get("kind") in ("new", "deadline_soon", "changed"):
         s += f" (comments by {ev['deadline']})"

@@ -107,7 +107,7 @@ def first_paragraph(node: LexborNode | None, min_len: int = 15) -> str | None:
         return None
     paras = [node_text(p) for p in node.css("p")] or [node_text(node)]
     for p in paras:
-        if len(p) >= min_len and not p.endswith(("：", ":")):
+        if len(p) >= min_len and (not p.endswith(("：", ":")) or len(p) >= 40):
             return p[:500]
     return None
 
