@@ -357,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("run", cmd_run, "run the daemon (scheduler, outbox sender, reminders)")
     sp.add_argument("--http", metavar="HOST:PORT", help="serve /healthz, /metrics and /events.atom")
     sp.add_argument("--replay", metavar="DIR", help="answer requests from a recorded snapshot (testing)")
-    sp.add_argument("--max-polls", type=int, default=0, help=argparse.SUPPRESS)
+    sp.add_argument("--start-delay", type=float, default=5.0, metavar="SECONDS",
+                    help="spread the first polls over this many seconds (default 5)")
     sp = add("healthcheck", cmd_healthcheck, "exit 0 when the daemon's heartbeat is fresh and the state opens")
     sp.add_argument("--max-age", type=float, default=180.0, help="seconds a heartbeat stays fresh")
     sp = add("demo", cmd_demo, "replay the bundled recorded timeline through the daemon, offline")

@@ -67,7 +67,7 @@ SOURCE_FIELDS: list[Field] = [
     Field("method", "choice", "GET", choices=("GET", "POST"), help="HTTP method."),
     Field("form", "table", help="Form fields sent with method = \"POST\"."),
     Field("headers", "table", help="Extra request headers (e.g. Referer). Values may use ${ENV}."),
-    Field("interval", "duration", 1800.0, help="How often the daemon polls the source.", minimum=10),
+    Field("interval", "duration", 1800.0, help="How often the daemon polls the source.", minimum=1),
     Field("cron", "cron", help="Cron expression (Asia/Shanghai) instead of interval, e.g. \"0 9-18 * * 1-5\"."),
     Field("jitter", "duration", help="Random delay added to each scheduled poll (default 10% of interval)."),
     Field("timeout", "duration", 20.0, help="Timeout of one HTTP request.", minimum=0.1),

@@ -99,6 +99,11 @@ def _short(v: Any) -> str:
     return str(v)[:200]
 
 
+def ref(ev: dict[str, Any]) -> str:
+    """A stable reference to the stored event (`watcher events` shows the same id)."""
+    return f"watcher event #{ev.get('id')}"
+
+
 def subject(ev: dict[str, Any], lang: str = "both") -> str:
     src = ev.get("source_name") or ev.get("source", "")
     title = ev.get("title") or ""
@@ -149,6 +154,8 @@ def markdown_body(ev: dict[str, Any], lang: str = "both", today: date | None = N
              f"[{title}]({_md_url(url)})" if url.startswith(("http://", "https://")) else title]
     for label, value in facts(ev, lang, today):
         lines.append(f"- {md_escape(label)}: {md_escape(value)}")
+    if ev.get("id"):
+        lines.append(md_escape(ref(ev)))
     return "\n".join(lines)
 
 
@@ -161,6 +168,8 @@ def text_body(ev: dict[str, Any], lang: str = "both", today: date | None = None)
         lines += ["", ev["summary"]]
     for a in ev.get("attachments") or []:
         lines.append(f"- {a.get('name')}: {a.get('url')}")
+    if ev.get("id"):
+        lines += ["", ref(ev)]
     return "\n".join(lines).strip() + "\n"
 
 
@@ -176,6 +185,8 @@ def html_body(ev: dict[str, Any], lang: str = "both", today: date | None = None)
     parts.append("</table>")
     if ev.get("summary"):
         parts.append(f"<p>{e(ev['summary'])}</p>")
+    if ev.get("id"):
+        parts.append(f"<p><small>{e(ref(ev))}</small></p>")
     atts = ev.get("attachments") or []
     if atts:
         parts.append("<ul>" + "".join(
@@ -201,7 +212,7 @@ def digest_text(events: list[dict[str, Any]], lang: str = "both", today: date | 
     for (src, kind), evs in digest_groups(events).items():
         out.append(f"== {src} · {what({'kind': kind}, lang)} ({len(evs)})")
         for ev in evs:
-            out.append(f"- {ev.get('title')}  {ev.get('url') or ''}")
+            out.append(f"- {ev.get('title')}  {ev.get('url') or ''}  ({ref(ev)})")
             out += [f"    {label}: {value}" for label, value in facts(ev, lang, today)[1:]]
         out.append("")
     return "\n".join(out)
@@ -217,7 +228,7 @@ def digest_html(events: list[dict[str, Any]], lang: str = "both", today: date | 
             t = e(ev.get("title") or "")
             link = f'<a href="{e(url, quote=True)}">{t}</a>' if url.startswith(("http://", "https://")) else t
             details = "; ".join(f"{e(label)}: {e(value)}" for label, value in facts(ev, lang, today)[1:])
-            out.append(f"<li>{link}<br><small>{details}</small></li>")
+            out.append(f"<li>{link}<br><small>{details} · {e(ref(ev))}</small></li>")
         out.append("</ul>")
     return "\n".join(out)
 
@@ -229,5 +240,6 @@ def digest_markdown(events: list[dict[str, Any]], lang: str = "both", today: dat
         for ev in evs:
             url = ev.get("url") or ""
             t = md_escape(ev.get("title") or "")
-            out.append(f"- [{t}]({_md_url(url)})" if url.startswith(("http://", "https://")) else f"- {t}")
+            item = f"[{t}]({_md_url(url)})" if url.startswith(("http://", "https://")) else t
+            out.append(f"- {item} {md_escape('(' + ref(ev) + ')')}")
     return "\n".join(out)

@@ -7,6 +7,7 @@ POST every `form` field must be present; conditional requests get 304; `status =
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,12 +90,19 @@ class Snapshot:
 
 
 class ReplayTransport(httpx.BaseTransport):
-    """An httpx transport that answers from a Snapshot, so URLs keep their real hosts."""
+    """An httpx transport that answers from a Snapshot, so URLs keep their real hosts.
+
+    When the snapshot directory is a symlink that is repointed (t0 -> t1 ...), the next request reads the new one.
+    """
 
     def __init__(self, snapshot: Snapshot):
         self.snapshot = snapshot
+        self._real = os.path.realpath(snapshot.dir)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        real = os.path.realpath(self.snapshot.dir)
+        if real != self._real:
+            self.snapshot, self._real = Snapshot(self.snapshot.dir), real
         form: dict[str, str] = {}
         if request.method == "POST":
             body = request.read().decode("utf-8", "replace")

@@ -43,7 +43,7 @@ def make_trigger(src: Source):
 class Daemon:
     def __init__(self, config: Config, store: Store, state_dir: Path, *, load: Callable[[], Config] | None = None,
                  transport=None, clock: Callable[[], datetime] | None = None, http: str | None = None,
-                 sender=None, workers: int = 4):
+                 sender=None, workers: int = 4, start_delay: float = 5.0):
         from watcher.web import Metrics
         self.config = config
         self.store = store
@@ -53,6 +53,7 @@ class Daemon:
         self.clock = clock
         self.http_address = http
         self.sender = sender
+        self.start_delay = start_delay
         self.metrics = Metrics(store)
         self.stopping = threading.Event()
         self._config_mtime = self._mtime()
@@ -83,7 +84,8 @@ class Daemon:
         except OSError:
             return None
 
-    def schedule_all(self, first_delay: float = 5.0) -> None:
+    def schedule_all(self, first_delay: float | None = None) -> None:
+        first_delay = self.start_delay if first_delay is None else first_delay
         now = datetime.now(timezone.utc)
         wanted = set()
         for src in self.config.sources.values():
@@ -256,5 +258,6 @@ def run_daemon(args, load: Callable[[], Config], store: Store, state_dir: Path) 
     if getattr(args, "replay", None):
         from watcher.replay import ReplayTransport, Snapshot
         transport = ReplayTransport(Snapshot(args.replay))
-    daemon = Daemon(config, store, state_dir, load=load, transport=transport, http=getattr(args, "http", None))
+    daemon = Daemon(config, store, state_dir, load=load, transport=transport, http=getattr(args, "http", None),
+                    start_delay=getattr(args, "start_delay", 5.0))
     return daemon.run()
