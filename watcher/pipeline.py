@@ -105,14 +105,16 @@ def _snapshot_state(ctx: Context, source: Source) -> dict[str, Any]:
 
 def poll_source(ctx: Context, source: Source) -> PollOutcome:
     """Poll one source and commit its new state and events in one transaction."""
-    t0 = time.monotonic()
     with ctx.store.source_lock(source.id) as got:
+        # timing is taken while the lock is held, so the logged interval is the exclusive one
+        t0, started = time.monotonic(), time.time()
         if not got:
-            return PollOutcome(source.id, "locked", duration=time.monotonic() - t0)
+            return PollOutcome(source.id, "locked", duration=0.0)
         out = _poll(ctx, source)
-    out.duration = time.monotonic() - t0
+        out.duration = time.monotonic() - t0
     log.info("poll", extra={"fields": {"source": source.id, "status": out.status, "entries": out.entries,
                                        "events": len(out.events), "duration_ms": round(out.duration * 1000),
+                                       "started": f"{started:.3f}",
                                        **({"error": out.error} if out.error else {})}})
     return out
 

@@ -179,7 +179,7 @@ class Store:
                 self.engine = create_engine(url, pool_pre_ping=True)
             self.dialect = self.engine.dialect.name
             if create:
-                Base.metadata.create_all(self.engine)
+                self._create_schema()
                 with self.transaction() as s:
                     if s.get(Meta, "schema_version") is None:
                         s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
@@ -192,6 +192,15 @@ class Store:
         except OSError as e:
             raise StoreError(f"cannot open state database {_mask_db(url)}: {e}") from None
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _create_schema(self) -> None:
+        if self.dialect == "postgresql":
+            # replicas starting together must not race on CREATE TABLE
+            with self.engine.begin() as conn:
+                conn.execute(text("SELECT pg_advisory_xact_lock(7457656)"))
+                Base.metadata.create_all(conn)
+        else:
+            Base.metadata.create_all(self.engine)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
