@@ -481,3 +481,29 @@ def _check_subscription(ld: _Loader, vals: dict, table: str, where: str, channel
         except re.error as e:
             raise fail("keywords", f"invalid regular expression {rx!r}: {e}") from None
 
+
+
+def _default_text(f: Field) -> str:
+    if f.required:
+        return "required"
+    if f.default is None:
+        return "—"
+    if f.kind == "duration":
+        return f"{f.default:g}s"
+    if isinstance(f.default, bool):
+        return "true" if f.default else "false"
+    if isinstance(f.default, (list, tuple)):
+        return "[" + ", ".join(json.dumps(x, ensure_ascii=False) for x in f.default) + "]"
+    return json.dumps(f.default, ensure_ascii=False) if isinstance(f.default, str) else str(f.default)
+
+
+def reference_markdown() -> str:
+    """The sources.toml reference tables of the README, generated from the field declarations above."""
+    out = []
+    for title, fields in (("[source.ID] (and [defaults])", SOURCE_FIELDS), ("[settings]", SETTINGS_FIELDS),
+                          ("[channel.ID]", CHANNEL_FIELDS), ("[[subscription]]", SUBSCRIPTION_FIELDS)):
+        out += [f"#### `{title}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for f in fields:
+            out.append(f"| `{f.name}` | {f.expected} | {_default_text(f)} | {f.help} |")
+        out.append("")
+    return "\n".join(out)
