@@ -13,7 +13,7 @@ from watcher.cli import parse_when
 DEMO_DIR = Path(__file__).resolve().parent / "demo_data"
 
 
-class SwitchableReplay:
+class SwitchableReplay(__import__("httpx").BaseTransport):
     """An httpx transport whose snapshot the demo advances; the daemon's fetcher keeps one transport."""
 
     def __init__(self):
@@ -56,7 +56,6 @@ def run_demo(args) -> int:
     transport = SwitchableReplay()
     daemon = Daemon(config, store, state, transport=transport, clock=lambda: clock_box["now"],
                     sender=console_sender)
-    daemon.fetcher.client._transport = transport  # the fetcher was built with our switchable transport
     snapshots = sorted(p.name for p in (DEMO_DIR / "replay").iterdir() if (p / "manifest.toml").exists())
 
     from datetime import timedelta, timezone

@@ -49,18 +49,36 @@ class Fetcher:
         self._host_locks: dict[str, threading.Lock] = {}
         self._host_last: dict[str, float] = {}
         self._guard = threading.Lock()
-        if transport is None:
-            transport = httpx.HTTPTransport(retries=0, limits=httpx.Limits(max_connections=20,
-                                                                          max_keepalive_connections=10))
-        self.client = httpx.Client(
-            transport=transport, follow_redirects=True, max_redirects=10,
-            timeout=httpx.Timeout(20.0, connect=10.0),
-            headers={"User-Agent": user_agent or DEFAULT_UA, "Accept": "text/html,application/json;q=0.9,*/*;q=0.8",
-                     "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"},
-        )
+        self._transport = transport
+        self._user_agent = user_agent or DEFAULT_UA
+        self._clients: dict[str, httpx.Client] = {}
+
+    def _client(self, host: str) -> httpx.Client:
+        """One client per host: httpcore scans its whole pool on every request, so small pools stay cheap."""
+        client = self._clients.get(host)
+        if client is None:
+            with self._guard:
+                client = self._clients.get(host)
+                if client is None:
+                    transport = self._transport or httpx.HTTPTransport(
+                        retries=0, limits=httpx.Limits(max_connections=4, max_keepalive_connections=2))
+                    client = self._clients[host] = httpx.Client(
+                        transport=transport, follow_redirects=True, max_redirects=10,
+                        timeout=httpx.Timeout(20.0, connect=10.0),
+                        headers={"User-Agent": self._user_agent,
+                                 "Accept": "text/html,application/json;q=0.9,*/*;q=0.8",
+                                 "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"})
+        return client
+
+    @property
+    def client(self) -> httpx.Client:
+        """The client of the first host used (tests and the demo swap its transport)."""
+        return next(iter(self._clients.values())) if self._clients else self._client("")
 
     def close(self) -> None:
-        self.client.close()
+        for client in list(self._clients.values()):
+            client.close()
+        self._clients.clear()
 
     def _host_slot(self, host: str) -> threading.Lock:
         with self._guard:
@@ -100,7 +118,7 @@ class Fetcher:
                     self.sleep(self.host_delay - gap)
             t0 = time.monotonic()
             try:
-                with self.client.stream(method, url, data=form or None, headers=headers,
+                with self._client(host).stream(method, url, data=form or None, headers=headers,
                                         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))) as r:
                     if r.status_code == 304:
                         return FetchResult(str(r.url), 304, dict(r.headers), b"", not_modified=True,

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from watcher.config import Config, Source
 from watcher.decode import to_text
@@ -94,13 +94,17 @@ def write_events(s, ctx: Context, payloads: list[dict[str, Any]], now: datetime)
     return out
 
 
+_STATE = SourceState.__table__
+_READ_STATE = select(_STATE.c.etag, _STATE.c.last_modified, _STATE.c.body_digest, _STATE.c.baselined,
+                     _STATE.c.alerted).where(_STATE.c.source_id == bindparam("sid"))
+
+
 def _snapshot_state(ctx: Context, source: Source) -> dict[str, Any]:
-    with ctx.store.transaction() as s:
-        st = s.get(SourceState, source.id)
-        if st is None:
-            return {"etag": None, "last_modified": None, "body_digest": None, "baselined": False, "alerted": None}
-        return {"etag": st.etag, "last_modified": st.last_modified, "body_digest": st.body_digest,
-                "baselined": st.baselined, "alerted": st.alerted}
+    with ctx.store.engine.connect() as conn:
+        row = conn.execute(_READ_STATE, {"sid": source.id}).first()
+    if row is None:
+        return {"etag": None, "last_modified": None, "body_digest": None, "baselined": False, "alerted": None}
+    return dict(row._mapping)
 
 
 def poll_source(ctx: Context, source: Source) -> PollOutcome:
@@ -205,8 +209,30 @@ def _recovered(source: Source, st: SourceState) -> list[dict[str, Any]]:
     return [source_event("source_recovered", source, previous_problem=was)]
 
 
+_TOUCH = (_STATE.update().where(_STATE.c.source_id == bindparam("sid"), _STATE.c.alerted.is_(None))
+          .values(last_poll_at=bindparam("now"), last_success_at=bindparam("now"), consecutive_failures=0,
+                  last_error=None, not_before=None, polls=_STATE.c.polls + 1, last_status="unchanged")
+          .returning(_STATE.c.entry_count))
+_TOUCH_VALIDATORS = (_STATE.update().where(_STATE.c.source_id == bindparam("sid"), _STATE.c.alerted.is_(None))
+                     .values(last_poll_at=bindparam("now"), last_success_at=bindparam("now"), consecutive_failures=0,
+                             last_error=None, not_before=None, polls=_STATE.c.polls + 1, last_status="unchanged",
+                             etag=bindparam("etag"), last_modified=bindparam("lm"))
+                     .returning(_STATE.c.entry_count))
+
+
 def _record_healthy_unchanged(ctx: Context, source: Source, headers: dict[str, str]) -> PollOutcome:
     now = ctx.clock()
+    h = {k.lower(): v for k, v in headers.items()}
+    # the common case, an unchanged page of a healthy source, is one UPDATE; an open alert needs the full path
+    with ctx.store.begin() as conn:
+        if h.get("etag") or h.get("last-modified"):
+            res = conn.execute(_TOUCH_VALIDATORS, {"sid": source.id, "now": now, "etag": h.get("etag"),
+                                                   "lm": h.get("last-modified")})
+        else:
+            res = conn.execute(_TOUCH, {"sid": source.id, "now": now})
+        row = res.first()
+    if row is not None:
+        return PollOutcome(source.id, "unchanged", entries=row[0])
     with ctx.store.transaction() as s:
         st = ctx.store.state(s, source.id)
         _finish_success(st, now, headers)

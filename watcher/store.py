@@ -7,6 +7,7 @@ events (and their deliveries) are written in one transaction by the pipeline.
 from __future__ import annotations
 
 import contextlib
+import threading
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
@@ -168,6 +169,7 @@ class Store:
 
     def __init__(self, url: str, *, create: bool = True):
         self.url = url
+        self._write_lock = contextlib.nullcontext() if not url.startswith("sqlite") else threading.RLock()
         try:
             if url.startswith("sqlite"):
                 path = url.split("///", 1)[-1]
@@ -204,12 +206,21 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
-        session = Session(self.engine, expire_on_commit=False)
-        try:
-            with session.begin():
-                yield session
-        finally:
-            session.close()
+        """One ORM transaction. On SQLite, writers of this process queue on a lock instead of SQLite's busy
+        handler, which sleeps in steps of up to 100 ms when threads collide."""
+        with self._write_lock:
+            session = Session(self.engine, expire_on_commit=False)
+            try:
+                with session.begin():
+                    yield session
+            finally:
+                session.close()
+
+    @contextlib.contextmanager
+    def begin(self):
+        """A Core connection in a transaction, under the same write lock."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     @contextlib.contextmanager
     def source_lock(self, source_id: str) -> Iterator[bool]:

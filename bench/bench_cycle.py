@@ -1,0 +1,132 @@
+"""Benchmark full poll cycles: N css sources served on loopback (GBK, no HTTP charset, 20 rows each).
+
+    python bench/bench_cycle.py [--sources 1000] [--workers 8] [--stored 0|1000000] [--etag]
+
+Prints, for a cold cycle (baseline), unchanged cycles, and cycles with 5 and with 5% changed pages: seconds, cycles/s,
+entries/s, and the process's peak RSS. The page server runs in a separate process so its memory is not counted.
+Sources are spread over 16 loopback addresses (127.0.0.1..127.0.0.16) because watcher allows one request at a time per host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from watcher.config import load_config  # noqa: E402
+from watcher.fetch import Fetcher  # noqa: E402
+from watcher.pipeline import Context, poll_source  # noqa: E402
+from watcher.store import Store  # noqa: E402
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+HOSTS = 16
+
+
+def write_config(path: Path, n: int, port: int) -> None:
+    parts = ['[defaults]\nretries = 0\ndetail_pages = false\n']
+    for i in range(n):
+        host = f"127.0.0.{1 + i % HOSTS}"
+        parts.append(f'[source.s{i}]\nkind = "css"\nurl = "http://{host}:{port}/list/{i}"\nrows = "ul.news-list > li"\n'
+                     f'date = "span.date"\n')
+    path.write_text("\n".join(parts), encoding="utf-8")
+
+
+def seed_entries(store: Store, n_sources: int, total: int) -> None:
+    """Fill the entries table with `total` old rows spread over the sources (what years of polling leave)."""
+    from datetime import datetime, timezone
+    from sqlalchemy import insert
+    from watcher.store import EntryRow
+    now = datetime.now(timezone.utc)
+    per = total // n_sources
+    batch = []
+    with store.transaction() as s:
+        for i in range(n_sources):
+            for k in range(per):
+                batch.append({"source_id": f"s{i}", "key": f"http://old/{i}/{k}", "url": f"http://old/{i}/{k}",
+                              "title": f"旧条目 {k}", "fields": {"title": f"旧条目 {k}"}, "row_digest": "x" * 64,
+                              "digest": "x" * 64, "detail": None, "detail_ok": False, "deadline": None,
+                              "first_seen": now, "updated_at": now})
+                if len(batch) >= 20000:
+                    s.execute(insert(EntryRow), batch)
+                    batch = []
+        if batch:
+            s.execute(insert(EntryRow), batch)
+
+
+def cycle(ctx: Context, workers: int) -> tuple[float, int, int]:
+    t0 = time.perf_counter()
+    sources = list(ctx.config.sources.values())
+    with ThreadPoolExecutor(workers) as pool:
+        outs = list(pool.map(lambda s: poll_source(ctx, s), sources))
+    took = time.perf_counter() - t0
+    bad = [o for o in outs if o.status not in ("ok", "unchanged")]
+    if bad:
+        raise SystemExit(f"{len(bad)} polls failed, e.g. {bad[0]}")
+    return took, sum(o.entries for o in outs), sum(len(o.events) for o in outs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sources", type=int, default=1000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--stored", type=int, default=0, help="extra old entries to put in the state first")
+    ap.add_argument("--etag", action="store_true", help="let the server send ETags (304 on unchanged pages)")
+    ap.add_argument("--unchanged-cycles", type=int, default=3)
+    args = ap.parse_args()
+
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("pages_server.py")), str(args.sources)]
+                              + (["--etag"] if args.etag else []), stdout=subprocess.PIPE, text=True)
+    port = int(server.stdout.readline())
+    import logging
+    logging.disable(logging.INFO)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            cfg_path = Path(d) / "sources.toml"
+            write_config(cfg_path, args.sources, port)
+            config = load_config(cfg_path)
+            store = Store(f"sqlite:///{d}/state.db")
+            if args.stored:
+                t = time.perf_counter()
+                seed_entries(store, args.sources, args.stored)
+                print(f"seeded {args.stored} stored entries in {time.perf_counter() - t:.1f}s")
+            ctx = Context(config=config, store=store, fetcher=Fetcher(max_retry_wait=0))
+            print(f"sources={args.sources} workers={args.workers} rows/page=20 stored={args.stored} "
+                  f"etag={args.etag} rss_after_start={rss_mb():.1f}MB")
+            took, entries, events = cycle(ctx, args.workers)
+            print(f"cold      {took:6.3f}s  {1 / took:6.2f} cycles/s  {entries / took:9.0f} entries/s  events={events}")
+            times = []
+            for _ in range(args.unchanged_cycles):
+                took, entries, events = cycle(ctx, args.workers)
+                times.append(took)
+                assert events == 0
+            best = min(times)
+            print(f"unchanged {best:6.3f}s  {1 / best:6.2f} cycles/s  {entries / best:9.0f} entries/s  events=0 "
+                  f"(best of {len(times)}; all: {', '.join(f'{t:.3f}' for t in times)})")
+            for label, changed in (("5 pages", 5), ("5%", max(1, args.sources * 5 // 100))):
+                urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/mutate?count={changed}",
+                                                              method="POST")).read()
+                took, entries, events = cycle(ctx, args.workers)
+                print(f"changed {label:7} {took:6.3f}s  {1 / took:6.2f} cycles/s  {entries / took:9.0f} entries/s  "
+                      f"events={events} ({changed} pages x 20 new rows)")
+            print(f"peak RSS {rss_mb():.1f}MB")
+            ctx.fetcher.close()
+            store.dispose()
+    finally:
+        server.kill()
+
+
+if __name__ == "__main__":
+    main()
