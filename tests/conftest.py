@@ -31,7 +31,7 @@ def pg_available() -> bool:
     try:
         with socket.create_connection(("127.0.0.1", 5432), timeout=1):
             pass
-        import psycopg  # noqa: F401
+        import psycopg  # noqa: F401  (the driver must be installed too)
     except (OSError, ImportError):
         return False
     return True

@@ -18,7 +18,7 @@ LIST_HTML = """<html><head><meta charset="{meta}"><title>通知</title></head><b
 </ul></body></html>"""
 
 
-def css_config(tmp_path, url: str, extra: str = "") -> "Path":
+def css_config(tmp_path, url: str, extra: str = ""):
     return write_config(tmp_path, f"""
 [source.page]
 kind = "css"

@@ -43,7 +43,7 @@ def smtp():
     ctl.stop()
 
 
-def scenario_config(tmp_path, channels: str) -> "Path":
+def scenario_config(tmp_path, channels: str):
     return write_config(tmp_path, SCENARIO_SOURCES + "\n" + channels)
 
 

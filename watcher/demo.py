@@ -28,7 +28,6 @@ class SwitchableReplay(__import__("httpx").BaseTransport):
 
 
 def run_demo(args) -> int:
-    import httpx
     from watcher.config import Channel, Subscription, load_config
     from watcher.replay import ReplayTransport, Snapshot
     from watcher.schedule import Daemon

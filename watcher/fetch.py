@@ -52,6 +52,7 @@ class Fetcher:
         self._transport = transport
         self._user_agent = user_agent or DEFAULT_UA
         self._clients: dict[str, httpx.Client] = {}
+        self._ssl = None
 
     def _client(self, host: str) -> httpx.Client:
         """One client per host: httpcore scans its whole pool on every request, so small pools stay cheap."""
@@ -60,8 +61,12 @@ class Fetcher:
             with self._guard:
                 client = self._clients.get(host)
                 if client is None:
+                    if self._ssl is None:
+                        # one TLS context for all hosts: each context loads the CA bundle (~1.5 MB)
+                        self._ssl = httpx.create_ssl_context()
                     transport = self._transport or httpx.HTTPTransport(
-                        retries=0, limits=httpx.Limits(max_connections=4, max_keepalive_connections=2))
+                        verify=self._ssl, retries=0,
+                        limits=httpx.Limits(max_connections=4, max_keepalive_connections=2))
                     client = self._clients[host] = httpx.Client(
                         transport=transport, follow_redirects=True, max_redirects=10,
                         timeout=httpx.Timeout(20.0, connect=10.0),

@@ -205,8 +205,6 @@ def committee_of(title: str | None, responsible: str | None = None, ta_code: str
 
 def enrich(entry, source) -> None:
     """Fill numbers, stage and committee of an extracted Entry from its own strings and the source's settings."""
-    from watcher.models import Entry  # noqa: F401  (type only)
-
     text = " ".join(x for x in (entry.title, entry.summary or "") if x)
     if entry.std_no:
         entry.std_no = normalize_std_no(entry.std_no) or entry.std_no

@@ -18,7 +18,7 @@ from watcher.config import Config, Source
 from watcher.decode import to_text
 from watcher.detect import describe_changes
 from watcher.errors import FetchError, ParseError
-from watcher.extract import Entries, get as get_extractor
+from watcher.extract import get as get_extractor
 from watcher.fetch import Fetcher
 from watcher.fingerprint import body_digest, digest
 from watcher.identify import enrich, stage_label

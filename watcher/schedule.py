@@ -8,7 +8,6 @@ import logging
 import random
 import signal
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
