@@ -123,6 +123,7 @@ def cmd_once(args) -> int:
             from watcher.notify import drain_outbox
             drain_outbox(ctx.store, config, now=ctx.clock)
     finally:
+        ctx.store.flush_touches()
         ctx.fetcher.close()
     return EXIT_OK
 

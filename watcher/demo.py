@@ -72,6 +72,7 @@ def run_demo(args) -> int:
             out.write(f"  {src.id:20} {o.status:9} entries={o.entries:<3} events={len(o.events)}"
                       f"{'  (' + o.error + ')' if o.error else ''}\n")
         daemon.deliver_job()
+        store.flush_touches()
         out.flush()
         if i + 1 < len(snapshots):   # the next snapshot only once this one is done: cycles never overlap
             daemon.scheduler.add_job(cycle, DateTrigger(datetime.now(timezone.utc) + timedelta(seconds=args.speed)),

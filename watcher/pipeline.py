@@ -96,15 +96,21 @@ def write_events(s, ctx: Context, payloads: list[dict[str, Any]], now: datetime)
 
 _STATE = SourceState.__table__
 _READ_STATE = select(_STATE.c.etag, _STATE.c.last_modified, _STATE.c.body_digest, _STATE.c.baselined,
-                     _STATE.c.alerted).where(_STATE.c.source_id == bindparam("sid"))
+                     _STATE.c.alerted, _STATE.c.entry_count).where(_STATE.c.source_id == bindparam("sid"))
 
 
 def _snapshot_state(ctx: Context, source: Source) -> dict[str, Any]:
+    cached = ctx.store.cache.get(source.id)
+    if cached is not None:
+        return cached
     with ctx.store.engine.connect() as conn:
         row = conn.execute(_READ_STATE, {"sid": source.id}).first()
     if row is None:
-        return {"etag": None, "last_modified": None, "body_digest": None, "baselined": False, "alerted": None}
-    return dict(row._mapping)
+        return {"etag": None, "last_modified": None, "body_digest": None, "baselined": False, "alerted": None,
+                "entry_count": 0}
+    state = dict(row._mapping)
+    ctx.store.cache.put(source.id, state)
+    return state
 
 
 def poll_source(ctx: Context, source: Source) -> PollOutcome:
@@ -132,7 +138,7 @@ def _poll(ctx: Context, source: Source) -> PollOutcome:
     except FetchError as e:
         return _record_failure(ctx, source, e)
     if fr.not_modified or (prior["baselined"] and prior["body_digest"] == body_digest(fr.body)):
-        return _record_healthy_unchanged(ctx, source, fr.headers)
+        return _record_healthy_unchanged(ctx, source, fr.headers, prior)
     text, encoding, bad_chars = to_text(fr.body, fr.headers.get("content-type"))
     page = Page(url=fr.url or source.url, text=text, content_type=fr.headers.get("content-type", ""),
                 encoding=encoding, replacements=bad_chars)
@@ -209,30 +215,19 @@ def _recovered(source: Source, st: SourceState) -> list[dict[str, Any]]:
     return [source_event("source_recovered", source, previous_problem=was)]
 
 
-_TOUCH = (_STATE.update().where(_STATE.c.source_id == bindparam("sid"), _STATE.c.alerted.is_(None))
-          .values(last_poll_at=bindparam("now"), last_success_at=bindparam("now"), consecutive_failures=0,
-                  last_error=None, not_before=None, polls=_STATE.c.polls + 1, last_status="unchanged")
-          .returning(_STATE.c.entry_count))
-_TOUCH_VALIDATORS = (_STATE.update().where(_STATE.c.source_id == bindparam("sid"), _STATE.c.alerted.is_(None))
-                     .values(last_poll_at=bindparam("now"), last_success_at=bindparam("now"), consecutive_failures=0,
-                             last_error=None, not_before=None, polls=_STATE.c.polls + 1, last_status="unchanged",
-                             etag=bindparam("etag"), last_modified=bindparam("lm"))
-                     .returning(_STATE.c.entry_count))
-
-
-def _record_healthy_unchanged(ctx: Context, source: Source, headers: dict[str, str]) -> PollOutcome:
+def _record_healthy_unchanged(ctx: Context, source: Source, headers: dict[str, str],
+                              prior: dict[str, Any]) -> PollOutcome:
     now = ctx.clock()
     h = {k.lower(): v for k, v in headers.items()}
-    # the common case, an unchanged page of a healthy source, is one UPDATE; an open alert needs the full path
-    with ctx.store.begin() as conn:
+    if prior.get("alerted") is None and prior.get("baselined"):
+        # the common case, an unchanged page of a healthy source: its timestamps join the next batched write
         if h.get("etag") or h.get("last-modified"):
-            res = conn.execute(_TOUCH_VALIDATORS, {"sid": source.id, "now": now, "etag": h.get("etag"),
-                                                   "lm": h.get("last-modified")})
-        else:
-            res = conn.execute(_TOUCH, {"sid": source.id, "now": now})
-        row = res.first()
-    if row is not None:
-        return PollOutcome(source.id, "unchanged", entries=row[0])
+            prior.update(etag=h.get("etag"), last_modified=h.get("last-modified"))
+        if ctx.store.touches.add(source.id, now, h.get("etag"), h.get("last-modified")):
+            ctx.store.flush_touches()
+        return PollOutcome(source.id, "unchanged", entries=prior.get("entry_count") or 0)
+    ctx.store.flush_touches()
+    ctx.store.cache.drop(source.id)
     with ctx.store.transaction() as s:
         st = ctx.store.state(s, source.id)
         _finish_success(st, now, headers)
@@ -244,6 +239,8 @@ def _record_healthy_unchanged(ctx: Context, source: Source, headers: dict[str, s
 
 def _record_failure(ctx: Context, source: Source, err: FetchError) -> PollOutcome:
     now = ctx.clock()
+    ctx.store.flush_touches()
+    ctx.store.cache.drop(source.id)
     with ctx.store.transaction() as s:
         st = ctx.store.state(s, source.id)
         st.last_poll_at = now
@@ -266,6 +263,8 @@ def _record_failure(ctx: Context, source: Source, err: FetchError) -> PollOutcom
 
 def _record_broken(ctx: Context, source: Source, reason: str) -> PollOutcome:
     now = ctx.clock()
+    ctx.store.flush_touches()
+    ctx.store.cache.drop(source.id)
     with ctx.store.transaction() as s:
         st = ctx.store.state(s, source.id)
         st.last_poll_at = now
@@ -287,6 +286,8 @@ def _commit_entries(ctx: Context, source: Source, headers: dict[str, str], bdige
                     rows: list[tuple[Entry, str, dict | None, bool]], previous: dict[str, EntryRow],
                     count: int) -> PollOutcome:
     now = ctx.clock()
+    ctx.store.flush_touches()
+    ctx.store.cache.drop(source.id)
     payloads: list[dict[str, Any]] = []
     with ctx.store.transaction() as s:
         st = ctx.store.state(s, source.id)

@@ -4,6 +4,7 @@ SIGHUP (or a changed sources.toml) reloads, keeping the old config when the new 
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import signal
@@ -23,6 +24,8 @@ from watcher.errors import ConfigError
 from watcher.fetch import Fetcher
 from watcher.health import heartbeat_age, write_heartbeat
 from watcher.pipeline import Context, poll_source
+from sqlalchemy import select
+
 from watcher.store import SourceState, Store
 
 log = logging.getLogger("watcher.daemon")
@@ -42,7 +45,7 @@ def make_trigger(src: Source):
 class Daemon:
     def __init__(self, config: Config, store: Store, state_dir: Path, *, load: Callable[[], Config] | None = None,
                  transport=None, clock: Callable[[], datetime] | None = None, http: str | None = None,
-                 sender=None, workers: int = 4, start_delay: float = 5.0):
+                 sender=None, workers: int = 2, start_delay: float = 5.0):
         from watcher.web import Metrics
         self.config = config
         self.store = store
@@ -121,16 +124,17 @@ class Daemon:
             return None
         ctx = self.context()
         now = ctx.clock()
-        with self.store.transaction() as s:
-            st = s.get(SourceState, source_id)
-            if st is not None:
-                if st.not_before and now < st.not_before:
-                    log.info("skip", extra={"fields": {"source": source_id, "reason": "Retry-After",
-                                                       "until": st.not_before.isoformat()}})
-                    return None
-                # another replica polled it recently: do not fetch the same page twice
-                if st.last_poll_at and (now - st.last_poll_at).total_seconds() < src.interval / 2 and not src.cron:
-                    return None
+        t = SourceState.__table__
+        with self.store.engine.connect() as conn:
+            st = conn.execute(select(t.c.not_before, t.c.last_poll_at).where(t.c.source_id == source_id)).first()
+        if st is not None:
+            if st.not_before and now < st.not_before:
+                log.info("skip", extra={"fields": {"source": source_id, "reason": "Retry-After",
+                                                   "until": st.not_before.isoformat()}})
+                return None
+            # another replica polled it recently: do not fetch the same page twice
+            if st.last_poll_at and (now - st.last_poll_at).total_seconds() < src.interval / 2 and not src.cron:
+                return None
         out = poll_source(ctx, src)
         self.metrics.observe(out)
         if out.events and not self.stopping.is_set():
@@ -156,6 +160,7 @@ class Daemon:
             stopper = getattr(self, "_stopper", None)
             if stopper is not None:
                 stopper.join()
+            self.store.flush_touches()
             self.fetcher.close()
         return 0
 
@@ -175,6 +180,7 @@ class Daemon:
         return evs
 
     def heartbeat_job(self):
+        self.store.flush_touches()
         write_heartbeat(self.state_dir, sources=len(self.config.sources))
 
     def config_watch_job(self):
@@ -237,6 +243,7 @@ class Daemon:
             from watcher.web import serve
             self.httpd = serve(self.http_address, self.store, self.metrics, self.healthy)
         self.schedule_all()
+        gc.freeze()   # start-up objects live forever: keep them out of every collection
         log.info("daemon started: %d sources", len([s for s in self.config.sources.values() if s.enabled]))
         try:
             self.scheduler.start()
@@ -244,6 +251,7 @@ class Daemon:
             stopper = getattr(self, "_stopper", None)
             if stopper is not None:
                 stopper.join()          # jobs in flight have finished when shutdown(wait=True) returns
+            self.store.flush_touches()
             if self.httpd:
                 self.httpd.shutdown()
             self.fetcher.close()

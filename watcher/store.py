@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 from sqlalchemy import (
-    JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, create_engine, event,
+    JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, bindparam, create_engine,
+    event, func,
     select, text,
 )
 from sqlalchemy.engine import Engine
@@ -151,6 +153,59 @@ class Meta(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class StateCache:
+    """Per-process copy of each source's fetch validators and body digest, so an unchanged poll reads nothing.
+
+    Entries expire after `ttl` seconds (replicas may have moved on) and are dropped after every full write."""
+
+    def __init__(self, ttl: float = 60.0):
+        self.ttl = ttl
+        self._d: dict[str, tuple[float, dict]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, sid: str) -> dict | None:
+        with self._lock:
+            hit = self._d.get(sid)
+        if hit and time.monotonic() - hit[0] < self.ttl:
+            return hit[1]
+        return None
+
+    def put(self, sid: str, value: dict) -> None:
+        with self._lock:
+            self._d[sid] = (time.monotonic(), value)
+
+    def drop(self, sid: str) -> None:
+        with self._lock:
+            self._d.pop(sid, None)
+
+
+class TouchBuffer:
+    """Timestamps of unchanged polls, written in batches (one transaction per batch, at most `max_age` late).
+
+    An unchanged poll of a healthy source has no events; losing its timestamps in a crash loses nothing else."""
+
+    def __init__(self, max_items: int = 256, max_age: float = 2.0):
+        self.max_items, self.max_age = max_items, max_age
+        self._d: dict[str, dict] = {}
+        self._since: float | None = None
+        self._lock = threading.Lock()
+
+    def add(self, sid: str, now: datetime, etag: str | None, last_modified: str | None) -> bool:
+        """Buffer a touch; True when the buffer is due for a flush."""
+        with self._lock:
+            prev = self._d.get(sid)
+            self._d[sid] = {"sid": sid, "now": now, "etag": etag or (prev or {}).get("etag"),
+                            "lm": last_modified or (prev or {}).get("lm"), "n": (prev or {}).get("n", 0) + 1}
+            if self._since is None:
+                self._since = time.monotonic()
+            return len(self._d) >= self.max_items or time.monotonic() - self._since >= self.max_age
+
+    def take(self) -> list[dict]:
+        with self._lock:
+            items, self._d, self._since = list(self._d.values()), {}, None
+        return items
+
+
 def default_db_url(state_dir: str | Path) -> str:
     return f"sqlite:///{Path(state_dir) / 'watcher.db'}"
 
@@ -161,6 +216,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA cache_size=-1024")  # 1 MiB page cache per connection: lookups are by index
     cur.close()
 
 
@@ -194,6 +250,8 @@ class Store:
         except OSError as e:
             raise StoreError(f"cannot open state database {_mask_db(url)}: {e}") from None
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        self.cache = StateCache()
+        self.touches = TouchBuffer()
 
     def _create_schema(self) -> None:
         if self.dialect == "postgresql":
@@ -238,6 +296,20 @@ class Store:
                 if got:
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                     conn.commit()
+
+    def flush_touches(self) -> int:
+        """Write the buffered unchanged-poll timestamps; returns how many sources were touched."""
+        items = self.touches.take()
+        if items:
+            t = SourceState.__table__
+            stmt = (t.update().where(t.c.source_id == bindparam("sid"), t.c.alerted.is_(None))
+                    .values(last_poll_at=bindparam("now"), last_success_at=bindparam("now"), consecutive_failures=0,
+                            last_error=None, not_before=None, polls=t.c.polls + bindparam("n"),
+                            last_status="unchanged", etag=func.coalesce(bindparam("etag"), t.c.etag),
+                            last_modified=func.coalesce(bindparam("lm"), t.c.last_modified)))
+            with self.begin() as conn:
+                conn.execute(stmt, items)
+        return len(items)
 
     def state(self, session: Session, source_id: str) -> SourceState:
         st = session.get(SourceState, source_id)
