@@ -33,6 +33,9 @@ def run_demo(args) -> int:
     from watcher.schedule import Daemon
     from watcher.store import Store
 
+    import logging
+    if args.log_level == "info":      # the demo's own output is the point; poll lines would drown it
+        logging.getLogger().setLevel(logging.WARNING)
     state = Path(args.state or "state") / "demo"
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True, exist_ok=True)
