@@ -136,3 +136,14 @@ def test_check_command_exit_codes_and_no_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "watcher", "--config", str(tmp_path / "none.toml"), "check"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "config file not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cron_day_of_week_follows_crontab_not_apscheduler():
+    from datetime import datetime, timezone
+    from watcher.config import cron_trigger
+    friday = datetime(2026, 3, 6, 3, 0, tzinfo=timezone.utc)
+    assert cron_trigger("0 9 * * 0").get_next_fire_time(None, friday).weekday() == 6      # 0 = Sunday
+    assert cron_trigger("0 9 * * 7").get_next_fire_time(None, friday).weekday() == 6
+    assert cron_trigger("0 9 * * 1-5").get_next_fire_time(None, friday).weekday() == 0    # next Monday
+    with pytest.raises(ValueError):
+        cron_trigger("0 9 * *")

@@ -78,6 +78,9 @@ def test_sighup_with_broken_config_keeps_the_old_one(httpserver, tmp_path):
         cfg.write_text(good.replace("ul.news > li", "ul.news li"))     # a valid change is picked up
         d.signal(signal.SIGHUP)
         d.wait_for("config reloaded")
+        time.sleep(1.1)                                                  # a new mtime
+        cfg.write_text(good)                                             # a changed file alone is enough
+        d.wait_for("config reloaded (file changed)", timeout=15)
     finally:
         code = d.stop()
     assert code == 0

@@ -358,3 +358,22 @@ kinds = ["new"]
     store = Store(f"sqlite:///{tmp_path / 'state' / 'watcher.db'}")
     assert drain_outbox(store, config, ignore_backoff=True).sent == 0
     store.dispose()
+
+
+def test_digest_at_cron_schedule():
+    from datetime import datetime, timezone
+    from watcher.config import Channel, Config, Subscription
+    from watcher.notify import digest_due
+    cfg = Config(path=REPLAY, sources={}, channels={"m": Channel(id="m", url="json://x/")},
+                 subscriptions=(Subscription(channels=("m",), mode="digest", digest_at="0 9 * * 1-5"),))
+    created = datetime(2026, 3, 6, 3, 0, tzinfo=timezone.utc)          # Friday 11:00 in Beijing
+    due = digest_due(cfg, "m", created)
+    assert due.astimezone(timezone.utc) == datetime(2026, 3, 9, 1, 0, tzinfo=timezone.utc)   # Monday 09:00 Beijing
+
+
+def test_digest_at_needs_digest_mode(tmp_path):
+    from watcher.errors import ConfigError
+    cfg = scenario_config(tmp_path, '[channel.m]\nurl = "json://127.0.0.1:9/x"\n[[subscription]]\nchannels = ["m"]\n'
+                                    'digest_at = "0 9 * * *"\n')
+    with pytest.raises(ConfigError, match='digest_at: only makes sense with mode = "digest"'):
+        load_config(cfg)

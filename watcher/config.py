@@ -23,6 +23,22 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+_DOW = {"0": "sun", "1": "mon", "2": "tue", "3": "wed", "4": "thu", "5": "fri", "6": "sat", "7": "sun"}
+
+
+def cron_trigger(expr: str, timezone: str = "Asia/Shanghai", jitter: int | None = None):
+    """A CronTrigger from a standard 5-field crontab line. APScheduler 3's from_crontab reads day-of-week numbers
+    as 0 = Monday; crontab means 0 = Sunday, so numbers are turned into names first."""
+    from apscheduler.triggers.cron import CronTrigger
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
+    fields[4] = re.sub(r"\d", lambda m: _DOW[m.group(0)], fields[4]) if fields[4] != "*" else "*"
+    minute, hour, day, month, dow = fields
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=dow, timezone=timezone,
+                       jitter=jitter)
+
+
 def parse_duration(value: Any) -> float:
     """'30m', '1h30m', '20s', '2d', or a number of seconds -> seconds."""
     if isinstance(value, bool):
@@ -111,6 +127,7 @@ SUBSCRIPTION_FIELDS: list[Field] = [
     Field("keywords", "list", None, help="Regular expressions; at least one must match the title."),
     Field("mode", "choice", "immediate", choices=("immediate", "digest"), help="Send each event, or a digest."),
     Field("digest_interval", "duration", 86400.0, help="digest mode: how often a digest is sent.", minimum=60),
+    Field("digest_at", "cron", None, help="digest mode: send at these times instead (cron, Asia/Shanghai), e.g. \"0 9 * * 1-5\"."),
 ]
 
 EVENT_KINDS = ("new", "changed", "stage_changed", "deadline_soon", "source_failed", "source_broken", "source_recovered")
@@ -171,6 +188,7 @@ class Subscription:
     keywords: tuple[str, ...] | None = None
     mode: str = "immediate"
     digest_interval: float = 86400.0
+    digest_at: str | None = None
     index: int = 0
     line: int = 0
 
@@ -292,9 +310,8 @@ class _Loader:
                 if parts.scheme not in ("http", "https") or not parts.hostname:
                     raise bad()
             if k == "cron":
-                from apscheduler.triggers.cron import CronTrigger
                 try:
-                    CronTrigger.from_crontab(value)
+                    cron_trigger(value)
                 except ValueError as e:
                     raise bad(f" ({e})") from None
             if k == "selector":
@@ -475,6 +492,8 @@ def _check_subscription(ld: _Loader, vals: dict, table: str, where: str, channel
     for s in vals.get("stages") or ():
         if s not in STAGES:
             raise fail("stages", f"unknown stage {s!r} (known: {', '.join(STAGES)})")
+    if vals.get("digest_at") and vals.get("mode") != "digest":
+        raise fail("digest_at", 'only makes sense with mode = "digest"')
     for rx in vals.get("keywords") or ():
         try:
             re.compile(rx)

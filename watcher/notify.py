@@ -172,10 +172,8 @@ def drain_outbox(store: Store, config: Config, *, now: Callable[[], datetime] = 
         _finish(store, [d], ok=ok, error=err, now=t, max_attempts=config.settings.delivery_max_attempts, res=res)
     for ch, group in digests.items():
         channel = config.channels[ch]
-        interval = min([sub.digest_interval for sub in config.subscriptions
-                        if sub.mode == "digest" and ch in sub.channels] or [86400.0])
         oldest = min(d.created_at for d in group)
-        if not ignore_backoff and t < oldest + timedelta(seconds=interval):
+        if not ignore_backoff and t < digest_due(config, ch, oldest):
             _release(store, group)
             res.deferred += len(group)
             continue
@@ -184,6 +182,23 @@ def drain_outbox(store: Store, config: Config, *, now: Callable[[], datetime] = 
         ok, err = sender(channel, title, body, fmt)
         _finish(store, group, ok=ok, error=err, now=t, max_attempts=config.settings.delivery_max_attempts, res=res)
     return res
+
+
+def digest_due(config: Config, channel: str, oldest: datetime) -> datetime:
+    """When the digest holding a delivery created at `oldest` is due: the earliest of the channel's digest
+    subscriptions (next `digest_at` time after it, or `digest_interval` after it)."""
+    from watcher.config import cron_trigger
+    times = []
+    for sub in config.subscriptions:
+        if sub.mode != "digest" or channel not in sub.channels:
+            continue
+        if sub.digest_at:
+            nxt = cron_trigger(sub.digest_at).get_next_fire_time(None, oldest)
+            if nxt is not None:
+                times.append(nxt)
+        else:
+            times.append(oldest + timedelta(seconds=sub.digest_interval))
+    return min(times) if times else oldest + timedelta(days=1)
 
 
 def _release(store: Store, group: list[Delivery]) -> None:

@@ -16,10 +16,9 @@ from typing import Callable
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from watcher.config import Config, Source
+from watcher.config import Config, Source, cron_trigger
 from watcher.errors import ConfigError
 from watcher.fetch import Fetcher
 from watcher.health import heartbeat_age, write_heartbeat
@@ -38,7 +37,7 @@ REMINDERS_EVERY = 3600.0
 def make_trigger(src: Source):
     jitter = src.jitter if src.jitter is not None else max(1.0, src.interval * 0.1)
     if src.cron:
-        return CronTrigger.from_crontab(src.cron, timezone="Asia/Shanghai", jitter=int(jitter))
+        return cron_trigger(src.cron, jitter=int(jitter))
     return IntervalTrigger(seconds=src.interval, jitter=int(jitter), timezone=timezone.utc)
 
 
