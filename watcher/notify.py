@@ -9,57 +9,26 @@ sent twice, nothing is ever lost.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from fnmatch import fnmatch
 from typing import Any, Callable
 
 import apprise
 from sqlalchemy import or_, select
 
-from watcher.config import Channel, Config, Subscription
+from watcher.config import Channel, Config
 from watcher.logs import mask
 from watcher.render import (
     digest_html, digest_markdown, digest_subject, digest_text, html_body, markdown_body, subject, text_body,
 )
 from watcher.reminders import CHINA
 from watcher.store import Delivery, EventRow, Store, utcnow
+from watcher.subscribe import enqueue_deliveries, matches  # noqa: F401  (re-exported)
 
 log = logging.getLogger("watcher.notify")
 
 LEASE = timedelta(seconds=120)
 BACKOFF_BASE, BACKOFF_MAX = 30.0, 6 * 3600.0
-
-
-def matches(sub: Subscription, payload: dict[str, Any]) -> bool:
-    """True when an event passes every filter of a subscription."""
-    if not any(fnmatch(payload.get("source", ""), pat) for pat in sub.sources):
-        return False
-    if sub.kinds and payload.get("kind") not in sub.kinds:
-        return False
-    if sub.stages and payload.get("stage") not in sub.stages:
-        return False
-    if sub.committees and payload.get("committee") not in sub.committees:
-        return False
-    if sub.keywords and not any(re.search(rx, payload.get("title") or "") for rx in sub.keywords):
-        return False
-    return True
-
-
-def enqueue_deliveries(s, config: Config, event_row, payload: dict[str, Any], now: datetime) -> int:
-    """One pending Delivery per (event, channel) whose subscription matches (unique: never twice)."""
-    targets: dict[str, str] = {}
-    for sub in config.subscriptions:
-        if matches(sub, payload):
-            for ch in sub.channels:
-                channel = config.channels.get(ch)
-                if channel is not None and channel.enabled and targets.get(ch) != "immediate":
-                    targets[ch] = sub.mode
-    for ch, mode in targets.items():
-        s.add(Delivery(event_id=event_row.id, channel=ch, mode=mode, status="pending", attempts=0,
-                       next_try_at=now, created_at=now))
-    return len(targets)
 
 
 # --- sending -------------------------------------------------------------------------------------------------

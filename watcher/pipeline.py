@@ -75,7 +75,7 @@ def source_event(kind: str, source: Source, **extra: Any) -> dict[str, Any]:
 
 def write_events(s, ctx: Context, payloads: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
     """Insert events (and, through notify, their deliveries) inside the caller's transaction."""
-    from watcher.notify import enqueue_deliveries
+    from watcher.subscribe import enqueue_deliveries
 
     out = []
     for p in payloads:

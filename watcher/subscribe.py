@@ -1,0 +1,44 @@
+"""Which channels get an event: subscription filters, and the outbox rows written with the event.
+
+Kept apart from notify.py so that the poll path never imports apprise.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from fnmatch import fnmatch
+from typing import Any
+
+from watcher.config import Config, Subscription
+from watcher.store import Delivery
+
+
+def matches(sub: Subscription, payload: dict[str, Any]) -> bool:
+    """True when an event passes every filter of a subscription."""
+    if not any(fnmatch(payload.get("source", ""), pat) for pat in sub.sources):
+        return False
+    if sub.kinds and payload.get("kind") not in sub.kinds:
+        return False
+    if sub.stages and payload.get("stage") not in sub.stages:
+        return False
+    if sub.committees and payload.get("committee") not in sub.committees:
+        return False
+    if sub.keywords and not any(re.search(rx, payload.get("title") or "") for rx in sub.keywords):
+        return False
+    return True
+
+
+def enqueue_deliveries(s, config: Config, event_row, payload: dict[str, Any], now: datetime) -> int:
+    """One pending Delivery per (event, channel) whose subscription matches (unique: never twice)."""
+    targets: dict[str, str] = {}
+    for sub in config.subscriptions:
+        if matches(sub, payload):
+            for ch in sub.channels:
+                channel = config.channels.get(ch)
+                if channel is not None and channel.enabled and targets.get(ch) != "immediate":
+                    targets[ch] = sub.mode
+    for ch, mode in targets.items():
+        s.add(Delivery(event_id=event_row.id, channel=ch, mode=mode, status="pending", attempts=0,
+                       next_try_at=now, created_at=now))
+    return len(targets)
