@@ -23,7 +23,7 @@ def to_fullwidth(s: str) -> str:
     ("GB/T 47020—2026", "GB/T 47020-2026"), ("GB/T47020-2026", "GB/T 47020-2026"), ("GBT 47020-2026", "GB/T 47020-2026"),
     ("ＧＢ／Ｔ　４７０２０－２０２６", "GB/T 47020-2026"), ("GB/T20485.16-2018", "GB/T 20485.16-2018"),
     ("GBT20485.16-2018", "GB/T 20485.16-2018"), ("GB 11120-2011", "GB 11120-2011"), ("GB/Z 20986-2023", "GB/Z 20986-2023"),
-    ("gb/t 22080-2016", "GB/T 22080-2016"), ("《GB/T 7714—2015》", "GB/T 7714-2015"), ("no number", None),
+    ("gb/t 22080-2016", "GB/T 22080-2016"), ("GB∕T 22239—2019", "GB/T 22239-2019"), ("GB⁄T 22239-2019", "GB/T 22239-2019"), ("《GB/T 7714—2015》", "GB/T 7714-2015"), ("no number", None),
 ])
 def test_std_numbers(raw, want):
     assert normalize_std_no(raw) == want
@@ -52,6 +52,12 @@ def test_plan_numbers_round_trip(year, serial, kind, dept, dash, sp, width):
     if width:
         spelled = to_fullwidth(spelled)
     assert normalize_plan_no("计划号：" + spelled) == canonical
+
+
+def test_plan_numbers_with_spaces_or_no_separators():
+    assert normalize_plan_no("计划号 20230259 T 469") == "20230259-T-469"
+    assert normalize_plan_no("20230259T469") == "20230259-T-469"
+    assert normalize_plan_no("20230259_T_469") == "20230259-T-469"
 
 
 def test_plan_number_not_found_inside_longer_numbers():

@@ -59,10 +59,11 @@ _SPACE_RE = re.compile(r"[\s\u00a0\u3000\u200b\ufeff]+")
 
 # GB, GB/T, GB/Z (also GBT, GB／T, GB T) followed by a number with optional part (.16) and a year.
 _STD_RE = re.compile(
-    r"(?<![A-Za-z])GB\s*(?:[/／]?\s*([TZtz]))?\s*(\d{1,5}(?:\s*\.\s*\d{1,3})*)\s*[-\u2010-\u2015\u2212\uff0d]\s*(\d{4})(?!\d)",
+    r"(?<![A-Za-z])GB\s*(?:[/／∕⁄]?\s*([TZtz]))?\s*(\d{1,5}(?:\s*\.\s*\d{1,3})*)\s*[-\u2010-\u2015\u2212\uff0d]\s*(\d{4})(?!\d)",
     re.I,
 )
-_PLAN_RE = re.compile(r"(?<!\d)((?:19|20)\d{6})\s*[-\u2010-\u2015\u2212\uff0d]\s*([TQZtqz])\s*[-\u2010-\u2015\u2212\uff0d]\s*(\d{2,4})(?!\d)")
+_PLAN_SEP = r"\s*[-\u2010-\u2015\u2212\uff0d_]?\s*"
+_PLAN_RE = re.compile(r"(?<!\d)((?:19|20)\d{6})" + _PLAN_SEP + r"([TQZtqz])" + _PLAN_SEP + r"(\d{3})(?![\d])")
 
 
 def clean_text(s: str | None) -> str:

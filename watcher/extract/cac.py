@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import html
-import json
 import re
 
 from watcher.errors import ParseError
 from watcher.extract import Entries, Extractor, extractor
 from watcher.extract.common import (
-    absolute, attachment_name_from_url, find_deadline, first_paragraph, node_text, parse_date, parse_html,
+    absolute, attachment_name_from_url, ci_get, find_deadline, find_list, first_paragraph, load_json, node_text,
+    parse_date, parse_html,
 )
 from watcher.identify import clean_text
 from watcher.models import Entry
@@ -87,20 +87,20 @@ class CacJsonList(_CacBase):
     pubtime}]}; links are protocol-relative."""
 
     def extract(self, page, source):
-        try:
-            data = json.loads(page.text)
-        except json.JSONDecodeError as e:
-            raise ParseError(f"body is not valid JSON ({e.msg} at char {e.pos})", url=page.url) from None
-        rows = data.get("list") if isinstance(data, dict) else None
-        if not isinstance(rows, list):
+        data = load_json(page.text, page.url)
+        rows = find_list(data, "list", "rows", "data")
+        if rows is None:
             raise ParseError("JSON has no 'list'", url=page.url)
         entries = Entries()
         for r in rows:
-            if not isinstance(r, dict) or not r.get("infourl"):
+            link = (ci_get(r, "infourl") or ci_get(r, "url")) if isinstance(r, dict) else None
+            if not link:
                 continue
-            url = absolute(page.url, str(r["infourl"]))
-            title = clean_text(html.unescape(re.sub(r"<[^>]+>", "", html.unescape(str(r.get("topic") or "")))))
-            entries.append(Entry(key=url, url=url, title=title, published=parse_date(str(r.get("pubtime") or "")),
+            url = absolute(page.url, str(link))
+            topic = ci_get(r, "topic") or ci_get(r, "title") or ""
+            title = clean_text(html.unescape(re.sub(r"<[^>]+>", "", html.unescape(str(topic)))))
+            pub = ci_get(r, "pubtime") or ci_get(r, "pubTime") or ci_get(r, "publishTime") or ""
+            entries.append(Entry(key=url, url=url, title=title, published=parse_date(str(pub)),
                                  extra={"comment_request": bool(COMMENT_RE.search(title))}))
         if not entries and rows == []:
             entries.confirmed_empty = True

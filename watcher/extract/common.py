@@ -72,6 +72,11 @@ def parse_date(text: str | None) -> str | None:
                 return date(int(m.group(1)), int(m.group(2)), int(m.group(3))).isoformat()
             except ValueError:
                 continue
+    if re.fullmatch(r"(?:19|20)\d{6}", t):       # 20260301
+        try:
+            return date(int(t[:4]), int(t[4:6]), int(t[6:])).isoformat()
+        except ValueError:
+            return None
     if re.fullmatch(r"\d{12,13}", t):
         # epoch milliseconds, as some JSON APIs send: a Beijing calendar date
         return datetime.fromtimestamp(int(t) / 1000, tz=timezone(timedelta(hours=8))).date().isoformat()
@@ -98,6 +103,49 @@ def find_deadline(text: str | None) -> str | None:
             d = parse_date(m.group(1))
             if d:
                 return d
+    return None
+
+
+def load_json(text: str, url: str):
+    """Parse a JSON body; tolerates a JSONP wrapper (`callback({...});`). Raises ParseError naming the URL."""
+    import json
+    body = text.strip()
+    m = re.match(r"^[\w$.]+\s*\(\s*(.*?)\s*\)\s*;?\s*$", body, re.S)
+    if m and not body.startswith(("{", "[")):
+        body = m.group(1)
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as e:
+        raise ParseError(f"body is not valid JSON ({e.msg} at char {e.pos})", url=url) from None
+
+
+def find_list(data, *names: str):
+    """The first list found under one of `names`, at the top level or one level down (e.g. data.rows)."""
+    if isinstance(data, list):
+        return data
+    if not isinstance(data, dict):
+        return None
+    lowered = {k.lower(): v for k, v in data.items()}
+    for n in names:
+        v = lowered.get(n.lower())
+        if isinstance(v, list):
+            return v
+    for v in data.values():
+        if isinstance(v, dict):
+            found = find_list(v, *names)
+            if found is not None:
+                return found
+    return None
+
+
+def ci_get(row: dict, key: str):
+    """Case-insensitive dict access (APIs change C_STD_CODE to c_std_code between versions)."""
+    if key in row:
+        return row[key]
+    lk = key.lower()
+    for k, v in row.items():
+        if k.lower() == lk:
+            return v
     return None
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import html
-import json
 import re
 
 from watcher.errors import ParseError
 from watcher.extract import Entries, Extractor, extractor
-from watcher.extract.common import absolute, node_text, parse_date, parse_html
+from watcher.extract.common import absolute, ci_get, find_list, load_json, node_text, parse_date, parse_html
 from watcher.identify import clean_text, find_plan_nos, normalize_std_no
 from watcher.models import Entry
 
@@ -97,28 +96,28 @@ class SamrGbQuery(Extractor):
     ACT_DATE; <sacinfo> highlight tags are stripped."""
 
     def extract(self, page, source):
-        try:
-            data = json.loads(page.text)
-        except json.JSONDecodeError as e:
-            raise ParseError(f"body is not valid JSON ({e.msg} at char {e.pos})", url=page.url) from None
-        rows = data.get("rows") if isinstance(data, dict) else None
-        if not isinstance(rows, list):
+        data = load_json(page.text, page.url)
+        rows = find_list(data, "rows", "list", "records")
+        if rows is None:
             raise ParseError("JSON has no 'rows' list", url=page.url)
         entries = Entries()
-        entries.total = data.get("total") if isinstance(data.get("total"), int) else None
+        total = ci_get(data, "total") if isinstance(data, dict) else None
+        entries.total = total if isinstance(total, int) else None
         for r in rows:
-            if not isinstance(r, dict) or not r.get("id"):
+            rid = ci_get(r, "id") if isinstance(r, dict) else None
+            if not rid:
                 continue
-            rid = str(r["id"])
-            code = _strip_tags(r.get("C_STD_CODE"))
-            issue = parse_date(str(r.get("ISSUE_DATE") or "")) 
-            extra = {k: _strip_tags(str(r[k])) for k in ("STD_NATURE", "PROJECT_ID", "TA_CODE", "C_E_NAME")
-                     if r.get(k)}
+            rid = str(rid)
+            code = _strip_tags(ci_get(r, "C_STD_CODE") or ci_get(r, "STD_CODE"))
+            issue = parse_date(str(ci_get(r, "ISSUE_DATE") or ""))
+            extra = {k: _strip_tags(str(ci_get(r, k))) for k in ("STD_NATURE", "PROJECT_ID", "TA_CODE", "C_E_NAME")
+                     if ci_get(r, k)}
             entries.append(Entry(
                 key=rid, url=absolute(page.url, f"/gb/search/gbDetailed?id={rid}"),
-                title=_strip_tags(r.get("C_C_NAME")), std_no=normalize_std_no(code) or (code or None),
-                status=_strip_tags(r.get("STATE")) or None, issue_date=issue, published=issue,
-                act_date=parse_date(str(r.get("ACT_DATE") or "")), extra=extra,
+                title=_strip_tags(ci_get(r, "C_C_NAME") or ci_get(r, "STD_NAME")),
+                std_no=normalize_std_no(code) or (code or None),
+                status=_strip_tags(ci_get(r, "STATE")) or None, issue_date=issue, published=issue,
+                act_date=parse_date(str(ci_get(r, "ACT_DATE") or "")), extra=extra,
             ))
         if not entries and (entries.total == 0 or rows == []):
             entries.confirmed_empty = entries.total == 0

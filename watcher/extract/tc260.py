@@ -13,6 +13,7 @@ from watcher.extract.common import (
 from watcher.identify import find_plan_nos
 from watcher.models import Entry
 
+_DETAIL_HREF_RE = re.compile(r"/suggestion-detail/([0-9A-Za-z]+)")
 _JUMP_RE = re.compile(r"""jumpDetail\(\s*['"](?P<id>[0-9A-Za-z]+)['"]\s*(?:,\s*['"](?P<deadline>[^'"]*)['"])?""")
 
 
@@ -28,18 +29,28 @@ class Tc260Suggestions(Extractor):
         tree = parse_html(page.text)
         entries = Entries()
         for row in tree.css("div.item"):
-            a = row.css_first("a[onclick]")
-            m = _JUMP_RE.search(a.attributes.get("onclick") or "") if a else None
-            if not m:
+            a = row.css_first("a[onclick]") or row.css_first("a[href]")
+            if a is None:
                 continue
-            sid = m.group("id")
-            spans = row.css("span")
+            m = _JUMP_RE.search(a.attributes.get("onclick") or "")
+            h = _DETAIL_HREF_RE.search(a.attributes.get("href") or "")
+            if not (m or h):
+                continue
+            sid = m.group("id") if m else h.group(1)
+            deadline = parse_date(m.group("deadline")) if m and m.group("deadline") else None
+            published = None
+            for span in row.css("span"):
+                text = node_text(span)
+                if "截止" in text or "截至" in text:
+                    deadline = deadline or parse_date(text)
+                elif parse_date(text):
+                    published = parse_date(text)          # the last dated span is the publication date
             entries.append(Entry(
                 key=sid,
                 url=absolute(page.url, f"/portal/suggestion-detail/{sid}"),
                 title=node_text(a),
-                published=parse_date(node_text(spans[-1])) if spans else None,
-                deadline=parse_date(m.group("deadline")),
+                published=published,
+                deadline=deadline,
             ))
         if entries:
             return entries
