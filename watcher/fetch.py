@@ -5,12 +5,29 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import sys
 import threading
 import time
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-import httpx
+
+def _import_httpx_sync_only():
+    """httpcore imports trio and anyio (when installed) for async backends; watcher only uses the sync client, so
+    keep them out of the daemon's memory (about 4 MB)."""
+    blocked = [m for m in ("trio", "anyio") if m not in sys.modules]
+    for m in blocked:
+        sys.modules[m] = None  # type: ignore[assignment]  # makes `import m` raise ImportError
+    try:
+        import httpcore._synchronization  # noqa: F401
+        import httpx
+    finally:
+        for m in blocked:
+            sys.modules.pop(m, None)
+    return httpx
+
+
+httpx = _import_httpx_sync_only()
 
 from watcher import __version__
 from watcher.errors import FetchError
