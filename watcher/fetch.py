@@ -143,9 +143,13 @@ class Fetcher:
                 with self._client(host).stream(method, url, data=form or None, headers=headers,
                                         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))) as r:
                     if r.status_code == 304:
+                        r.read()        # consume the (empty) body so the connection goes back to the pool
                         return FetchResult(str(r.url), 304, dict(r.headers), b"", not_modified=True,
                                            elapsed=time.monotonic() - t0)
                     if r.status_code >= 400:
+                        cl = r.headers.get("Content-Length")
+                        if cl and cl.isdigit() and int(cl) <= 65536:
+                            r.read()    # a small error body: keep the connection reusable
                         ra = parse_retry_after(r.headers.get("Retry-After"))
                         raise FetchError(f"HTTP {r.status_code} {r.reason_phrase}".strip(), url=url,
                                          status=r.status_code, retry_after=ra)

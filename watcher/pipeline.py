@@ -322,6 +322,9 @@ def _commit_entries(ctx: Context, source: Source, headers: dict[str, str], bdige
         if baseline or previous.keys() != {r[0].key for r in rows}:
             st.entry_count = s.scalar(select(func.count()).select_from(EntryRow).where(EntryRow.source_id == source.id))
         events = write_events(s, ctx, payloads, now)
+        known = {"etag": st.etag, "last_modified": st.last_modified, "body_digest": st.body_digest,
+                 "baselined": True, "alerted": st.alerted, "entry_count": st.entry_count}
+    ctx.store.cache.put(source.id, known)     # committed: the next poll needs no read
     return PollOutcome(source.id, "ok", entries=count, events=events)
 
 
