@@ -110,3 +110,25 @@ def test_demo_runs_offline_and_prints_notifications_and_timelines(tmp_path):
     timeline = out.split("=== standards and their timelines ===", 1)[1]
     assert "GB/T 47020-2026  网络安全技术 软件物料清单数据格式" in timeline
     assert "Traceback" not in r.stderr
+
+
+def test_an_extractor_crash_is_a_broken_source_not_a_traceback(httpserver, tmp_path, capsys, monkeypatch):
+    from watcher.extract import EXTRACTORS
+    httpserver.expect_request("/list").respond_with_data("<ul><li><a href='/a'>x</a></li></ul>",
+                                                         content_type="text/html; charset=utf-8")
+    cfg = write_config(tmp_path, f"""
+[source.page]
+kind = "css"
+url = "{httpserver.url_for('/list')}"
+rows = "li"
+alert_after_failures = 1
+""")
+    run = Runner(capsys, cfg, tmp_path / "state")
+
+    def boom(page, source):
+        raise KeyError("unexpected layout")
+
+    monkeypatch.setattr(EXTRACTORS["css"], "extract", boom)
+    evs = run.events()
+    assert [e["kind"] for e in evs] == ["source_broken"]
+    assert "css extractor failed: KeyError" in evs[0]["reason"]

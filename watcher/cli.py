@@ -106,7 +106,14 @@ def cmd_once(args) -> int:
     try:
         events = []
         for src in sources:
-            out = poll_source(ctx, src)
+            try:
+                out = poll_source(ctx, src)
+            except StoreError:
+                raise
+            except Exception as e:  # one source's bug must not stop the others; details go to the log
+                log.exception("poll of %s failed", src.id)
+                print(f"{src.id}: error: {e.__class__.__name__}: {e}", file=sys.stderr)
+                continue
             events += out.events
             if not args.json:
                 extra = f" ({out.error})" if out.error else ""

@@ -148,6 +148,10 @@ def _poll(ctx: Context, source: Source) -> PollOutcome:
         entries = extractor.extract(page, source)
     except ParseError as e:
         return _record_broken(ctx, source, f"HTTP {fr.status} but {e}")
+    except Exception as e:  # an extractor bug or a page it never imagined: a broken source, not a crash
+        log.exception("extractor %s failed on %s", source.kind, source.url)
+        return _record_broken(ctx, source, f"HTTP {fr.status} but the {source.kind} extractor failed: "
+                                           f"{e.__class__.__name__}: {e}")
     if not entries and not getattr(entries, "confirmed_empty", False):
         return _record_broken(ctx, source, f"HTTP {fr.status} but 0 entries parsed")
     unique: dict[str, Entry] = {}
@@ -193,6 +197,9 @@ def _fetch_detail(ctx: Context, source: Source, extractor, e: Entry, old: dict |
         return extractor.parse_detail(Page(url=e.url, text=text, encoding=enc), e, source), True
     except (FetchError, ParseError) as err:
         log.warning("detail page %s: %s (kept the list row; will retry)", e.url, err)
+        return old, False
+    except Exception as err:  # same as above for an unexpected detail layout
+        log.warning("detail page %s: %s: %s (kept the list row; will retry)", e.url, err.__class__.__name__, err)
         return old, False
 
 
