@@ -147,3 +147,14 @@ def test_cron_day_of_week_follows_crontab_not_apscheduler():
     assert cron_trigger("0 9 * * 1-5").get_next_fire_time(None, friday).weekday() == 0    # next Monday
     with pytest.raises(ValueError):
         cron_trigger("0 9 * *")
+
+
+def test_ca_bundle_must_exist_and_is_resolved_next_to_the_config(tmp_path):
+    import certifi
+    (tmp_path / "extra-ca.pem").write_text(open(certifi.where()).read())
+    src = load_config(write_config(tmp_path, GOOD + 'ca_bundle = "extra-ca.pem"\n')).sources["tc260"]
+    assert src.ca_bundle == str(tmp_path / "extra-ca.pem")
+    assert error_of(tmp_path, GOOD + 'ca_bundle = "missing.pem"\n').startswith(
+        "sources.toml:7: [source.tc260] ca_bundle: file not found:")
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    assert "not a PEM certificate file" in error_of(tmp_path, GOOD + 'ca_bundle = "junk.pem"\n')

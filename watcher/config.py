@@ -73,6 +73,7 @@ class Field:
             "choice": "one of " + ", ".join(self.choices), "list": "a list of strings",
             "cron": 'a 5-field cron expression like "0 9 * * 1-5"', "selector": "a CSS selector (optionally ending in @attr)",
             "apprise": "an apprise URL (slack://, mailto://, json://, https://hooks.slack.com/...)",
+            "file": "the path of a readable file (relative to the config file)",
         }[self.kind]
 
 
@@ -90,6 +91,7 @@ SOURCE_FIELDS: list[Field] = [
     Field("retries", "int", 2, help="Extra attempts after a connection error, 5xx or 429 within one poll.", minimum=0),
     Field("max_bytes", "int", 5_000_000, help="Largest response body accepted.", minimum=1024),
     Field("enabled", "bool", True, help="Set to false to stop polling without deleting the table."),
+    Field("ca_bundle", "file", help="Extra CA certificates (PEM file) trusted for this source, e.g. a missing intermediate."),
     Field("alert_after_failures", "int", 3, help="Consecutive failed fetches before a source_failed event.", minimum=1),
     Field("stage", "stage", help="Stage every entry of this page is at (e.g. a search filtered to plans under comment)."),
     Field("committee", "str", help="Committee every entry of this page belongs to (e.g. \"TC260\")."),
@@ -151,6 +153,7 @@ class Source:
     retries: int = 2
     max_bytes: int = 5_000_000
     enabled: bool = True
+    ca_bundle: str | None = None
     alert_after_failures: int = 3
     stage: str | None = None
     committee: str | None = None
@@ -294,6 +297,21 @@ class _Loader:
         if isinstance(value, str) and f.kind not in ("duration",):
             value = self.interpolate(value, table, f.name)
         k = f.kind
+        if k == "file":
+            if not isinstance(value, str) or not value.strip():
+                raise bad()
+            path = Path(value).expanduser()
+            if not path.is_absolute():
+                path = self.path.parent / path
+            if not path.is_file():
+                raise self.fail(line, where, f"file not found: {path}")
+            if f.name == "ca_bundle":
+                import ssl
+                try:
+                    ssl.create_default_context(cafile=str(path))
+                except (ssl.SSLError, OSError, ValueError) as e:
+                    raise self.fail(line, where, f"not a PEM certificate file: {path} ({e})") from None
+            return str(path)
         if k in ("str", "cron", "selector", "stage", "choice", "url", "apprise"):
             if not isinstance(value, str) or not value.strip():
                 raise bad()

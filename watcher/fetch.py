@@ -68,23 +68,31 @@ class Fetcher:
         self._guard = threading.Lock()
         self._transport = transport
         self._user_agent = user_agent or DEFAULT_UA
-        self._clients: dict[str, httpx.Client] = {}
-        self._ssl = None
+        self._clients: dict[tuple[str, str | None], httpx.Client] = {}
+        self._ssl: dict[str | None, object] = {}
 
-    def _client(self, host: str) -> httpx.Client:
+    def _ssl_context(self, ca_bundle: str | None):
+        """One TLS context per CA setting: each context loads the CA bundle (~1.5 MB). A source's `ca_bundle` is
+        added to the default roots (for .gov.cn servers that omit an intermediate certificate)."""
+        ctx = self._ssl.get(ca_bundle)
+        if ctx is None:
+            ctx = httpx.create_ssl_context()
+            if ca_bundle:
+                ctx.load_verify_locations(cafile=ca_bundle)
+            self._ssl[ca_bundle] = ctx
+        return ctx
+
+    def _client(self, host: str, ca_bundle: str | None = None) -> httpx.Client:
         """One client per host: httpcore scans its whole pool on every request, so small pools stay cheap."""
-        client = self._clients.get(host)
+        client = self._clients.get((host, ca_bundle))
         if client is None:
             with self._guard:
-                client = self._clients.get(host)
+                client = self._clients.get((host, ca_bundle))
                 if client is None:
-                    if self._ssl is None:
-                        # one TLS context for all hosts: each context loads the CA bundle (~1.5 MB)
-                        self._ssl = httpx.create_ssl_context()
                     transport = self._transport or httpx.HTTPTransport(
-                        verify=self._ssl, retries=0,
+                        verify=self._ssl_context(ca_bundle), retries=0,
                         limits=httpx.Limits(max_connections=4, max_keepalive_connections=2))
-                    client = self._clients[host] = httpx.Client(
+                    client = self._clients[(host, ca_bundle)] = httpx.Client(
                         transport=transport, follow_redirects=True, max_redirects=10,
                         timeout=httpx.Timeout(20.0, connect=10.0),
                         headers={"User-Agent": self._user_agent,
@@ -108,7 +116,8 @@ class Fetcher:
 
     def fetch(self, url: str, *, method: str = "GET", form: dict[str, str] | None = None,
               headers: dict[str, str] | None = None, timeout: float = 20.0, retries: int = 2,
-              max_bytes: int = 5_000_000, etag: str | None = None, last_modified: str | None = None) -> FetchResult:
+              max_bytes: int = 5_000_000, etag: str | None = None, last_modified: str | None = None,
+              ca_bundle: str | None = None) -> FetchResult:
         """Fetch one URL. Returns a FetchResult (not_modified=True on 304); raises FetchError when it gives up."""
         req_headers = dict(headers or {})
         if etag:
@@ -119,7 +128,7 @@ class Fetcher:
         attempt = 0
         while True:
             try:
-                return self._once(url, method, form, req_headers, timeout, max_bytes, host)
+                return self._once(url, method, form, req_headers, timeout, max_bytes, host, ca_bundle)
             except FetchError as e:
                 retryable = e.status in RETRY_STATUSES or e.status is None and getattr(e, "transient", False)
                 if not retryable or attempt >= retries:
@@ -131,7 +140,7 @@ class Fetcher:
                 log.info("retrying %s in %.1fs after %s (attempt %d of %d)", url, wait, e, attempt, retries)
                 self.sleep(wait)
 
-    def _once(self, url, method, form, headers, timeout, max_bytes, host) -> FetchResult:
+    def _once(self, url, method, form, headers, timeout, max_bytes, host, ca_bundle=None) -> FetchResult:
         slot = self._host_slot(host)
         with slot:
             if self.host_delay:
@@ -140,7 +149,7 @@ class Fetcher:
                     self.sleep(self.host_delay - gap)
             t0 = time.monotonic()
             try:
-                with self._client(host).stream(method, url, data=form or None, headers=headers,
+                with self._client(host, ca_bundle).stream(method, url, data=form or None, headers=headers,
                                         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))) as r:
                     if r.status_code == 304:
                         r.read()        # consume the (empty) body so the connection goes back to the pool

@@ -134,7 +134,7 @@ def _poll(ctx: Context, source: Source) -> PollOutcome:
     try:
         fr = ctx.fetcher.fetch(source.url, method=source.method, form=source.form, headers=source.headers,
                                timeout=source.timeout, retries=source.retries, max_bytes=source.max_bytes,
-                               etag=prior["etag"], last_modified=prior["last_modified"])
+                               etag=prior["etag"], last_modified=prior["last_modified"], ca_bundle=source.ca_bundle)
     except FetchError as e:
         return _record_failure(ctx, source, e)
     if fr.not_modified or (prior["baselined"] and prior["body_digest"] == body_digest(fr.body)):
@@ -192,7 +192,7 @@ def _fetch_detail(ctx: Context, source: Source, extractor, e: Entry, old: dict |
         return old, False
     try:
         fr = ctx.fetcher.fetch(e.url, headers=source.headers, timeout=source.timeout, retries=source.retries,
-                               max_bytes=source.max_bytes)
+                               max_bytes=source.max_bytes, ca_bundle=source.ca_bundle)
         text, enc, _ = to_text(fr.body, fr.headers.get("content-type"))
         return extractor.parse_detail(Page(url=e.url, text=text, encoding=enc), e, source), True
     except (FetchError, ParseError) as err:

@@ -70,7 +70,8 @@ def record_sources(config: Config, sources: list[Source], out: Path, fetcher: Fe
         for src in sources:
             try:
                 fr = fetcher.fetch(src.url, method=src.method, form=src.form, headers=src.headers,
-                                   timeout=src.timeout, retries=src.retries, max_bytes=src.max_bytes)
+                                   timeout=src.timeout, retries=src.retries, max_bytes=src.max_bytes,
+                                   ca_bundle=src.ca_bundle)
             except FetchError as e:
                 if e.status:
                     save(src.url, src.method, src.form, e.status, {}, b"")
@@ -90,7 +91,8 @@ def record_sources(config: Config, sources: list[Source], out: Path, fetcher: Fe
             for e in entries:
                 if ex.wants_detail(e, src) and urlsplit(e.url).hostname == src.host:
                     try:
-                        d = fetcher.fetch(e.url, headers=src.headers, timeout=src.timeout, max_bytes=src.max_bytes)
+                        d = fetcher.fetch(e.url, headers=src.headers, timeout=src.timeout, max_bytes=src.max_bytes,
+                                          ca_bundle=src.ca_bundle)
                     except FetchError:
                         continue
                     save(e.url, "GET", {}, d.status, {k.lower(): v for k, v in d.headers.items()}, d.body)
