@@ -143,6 +143,14 @@ def test_dockerfile_passes_hadolint():
     assert r.returncode == 0 and json.loads(r.stdout or "[]") == [], r.stdout
 
 
-def test_compose_file_has_both_profiles():
-    text = (ROOT / "compose.yaml").read_text()
-    assert "profiles: [\"ha\"]" in text and "watcher-b" in text and "WATCHER_DB: postgresql://" in text
+def test_compose_file_single_and_ha_setups():
+    import yaml   # installed with apprise
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    single = services["watcher"]
+    assert "profiles" not in single and "state:/app/state" in single["volumes"]
+    assert "./sources.toml:/app/sources.toml:ro" in single["volumes"] and single["stop_grace_period"] == "30s"
+    for name in ("postgres", "watcher-a", "watcher-b"):
+        assert services[name]["profiles"] == ["ha"]
+    for name in ("watcher-a", "watcher-b"):
+        assert services[name]["environment"]["WATCHER_DB"].startswith("postgresql://")
+    assert services["watcher-a"]["volumes"] != services["watcher-b"]["volumes"]   # each replica its own heartbeat
