@@ -43,6 +43,10 @@ STATUS_LABELS: dict[str, str] = {
     "被代替": "superseded", "已被代替": "superseded", "代替": "superseded",
     "废止": "withdrawn", "已废止": "withdrawn", "作废": "withdrawn",
     "暂不实施": "not_implemented",
+    # further spellings seen on notices and older std.samr pages
+    "拟立项": "preliminary", "立项公示": "approved", "已征求意见": "comment", "征求意见结束": "comment",
+    "已送审": "review", "待审查": "review", "已报批": "approval", "已批准": "approval", "批准发布": "published",
+    "已实施": "in_force", "有效期内": "in_force", "已代替": "superseded", "被替代": "superseded", "作废止": "withdrawn",
 }
 _unknown_logged: set[str] = set()
 
