@@ -167,7 +167,8 @@ def cmd_events(args) -> int:
             q = q.where(EventRow.kind == args.kind)
         q = q.limit(args.limit)
         for row in s.scalars(q):
-            print(json.dumps(_public(row.payload), ensure_ascii=False) if args.json else _human(row.payload))
+            ev = {"id": row.id, **row.payload}
+            print(json.dumps(_public(ev), ensure_ascii=False) if args.json else _human(ev))
     return EXIT_OK
 
 

@@ -121,7 +121,7 @@ def drain_outbox(store: Store, config: Config, *, now: Callable[[], datetime] = 
         return res
     with store.transaction() as s:
         rows = list(s.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)))
-        events = {e.id: dict(e.payload) for e in s.scalars(select(EventRow).where(
+        events = {e.id: {"id": e.id, **e.payload} for e in s.scalars(select(EventRow).where(
             EventRow.id.in_({d.event_id for d in rows})))}
     today = t.astimezone(CHINA).date()
     digests: dict[str, list[Delivery]] = {}

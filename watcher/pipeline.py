@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, insert, select
 
 from watcher.config import Config, Source
 from watcher.decode import to_text
@@ -24,7 +24,7 @@ from watcher.fingerprint import body_digest, digest
 from watcher.identify import enrich, stage_label
 from watcher.models import Entry, Page
 from watcher.standards import update_standards
-from watcher.store import EntryRow, EventRow, SourceState, Store, utcnow
+from watcher.store import Delivery, EntryRow, EventRow, SourceState, Store, utcnow
 
 log = logging.getLogger("watcher.poll")
 
@@ -74,23 +74,28 @@ def source_event(kind: str, source: Source, **extra: Any) -> dict[str, Any]:
 
 
 def write_events(s, ctx: Context, payloads: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
-    """Insert events (and, through notify, their deliveries) inside the caller's transaction."""
-    from watcher.subscribe import enqueue_deliveries
+    """Insert events and their deliveries inside the caller's transaction (one bulk INSERT each); returns the
+    payloads with their ids. The stored payload has no id: readers add the row id."""
+    from watcher.subscribe import delivery_rows
 
-    out = []
+    if not payloads:
+        return []
+    rows, evidence = [], []
     for p in payloads:
-        evidence_row = p.pop("_evidence_row", None)
+        evidence.append(p.pop("_evidence_row", None))
         p["detected_at"] = _iso(now)
-        row = EventRow(kind=p["kind"], source_id=p["source"], entry_key=p.get("entry_key"),
-                       dedupe_key=p.pop("dedupe_key", None), payload={}, detected_at=now)
-        s.add(row)
-        s.flush()
-        p = {"id": row.id, **p}
-        row.payload = p
-        if evidence_row is not None:
-            evidence_row.event_id = row.id
-        enqueue_deliveries(s, ctx.config, row, p, now)
-        out.append(p)
+        rows.append({"kind": p["kind"], "source_id": p["source"], "entry_key": p.get("entry_key"),
+                     "dedupe_key": p.pop("dedupe_key", None), "payload": p, "detected_at": now})
+    ids = s.execute(insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True), rows).scalars().all()
+    out, deliveries = [], []
+    for p, event_id, ev_row in zip(payloads, ids, evidence):
+        if ev_row is not None:
+            ev_row.event_id = event_id
+        full = {"id": event_id, **p}
+        deliveries += delivery_rows(ctx.config, event_id, full, now)
+        out.append(full)
+    if deliveries:
+        s.execute(insert(Delivery), deliveries)
     return out
 
 
@@ -300,14 +305,15 @@ def _commit_entries(ctx: Context, source: Source, headers: dict[str, str], bdige
         st = ctx.store.state(s, source.id)
         baseline = not st.baselined
         payloads += _recovered(source, st)
+        new_rows = []
         for e, row_digest, detail, detail_ok in rows:
             fields = e.as_dict()
             full = digest(fields)
             p = previous.get(e.key)
             if p is None:
-                s.add(EntryRow(source_id=source.id, key=e.key, url=e.url, title=e.title, fields=fields,
-                               row_digest=row_digest, digest=full, detail=detail, detail_ok=detail_ok,
-                               deadline=e.deadline, first_seen=now, updated_at=now))
+                new_rows.append({"source_id": source.id, "key": e.key, "url": e.url, "title": e.title,
+                                 "fields": fields, "row_digest": row_digest, "digest": full, "detail": detail,
+                                 "detail_ok": detail_ok, "deadline": e.deadline, "first_seen": now, "updated_at": now})
                 if not baseline:
                     payloads.append(entry_event("new", source, e))
                 continue
@@ -321,13 +327,17 @@ def _commit_entries(ctx: Context, source: Source, headers: dict[str, str], bdige
                 row.fields, row.url, row.title, row.digest, row.deadline, row.updated_at = (
                     fields, e.url, e.title, full, e.deadline, now)
             row.row_digest, row.detail, row.detail_ok = row_digest, detail, detail_ok
+        if new_rows:
+            s.execute(insert(EntryRow), new_rows)
         payloads += update_standards(s, source, [r[0] for r in rows], now, baseline=baseline, source_name=source.name)
         _finish_success(st, now, headers)
         st.last_status = "ok"
         st.body_digest = bdigest
         st.baselined = True
-        if baseline or previous.keys() != {r[0].key for r in rows}:
+        if baseline:
             st.entry_count = s.scalar(select(func.count()).select_from(EntryRow).where(EntryRow.source_id == source.id))
+        else:
+            st.entry_count = (st.entry_count or 0) + len(new_rows)
         events = write_events(s, ctx, payloads, now)
         known = {"etag": st.etag, "last_modified": st.last_modified, "body_digest": st.body_digest,
                  "baselined": True, "alerted": st.alerted, "entry_count": st.entry_count}

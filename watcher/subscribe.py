@@ -29,8 +29,8 @@ def matches(sub: Subscription, payload: dict[str, Any]) -> bool:
     return True
 
 
-def enqueue_deliveries(s, config: Config, event_row, payload: dict[str, Any], now: datetime) -> int:
-    """One pending Delivery per (event, channel) whose subscription matches (unique: never twice)."""
+def delivery_rows(config: Config, event_id: int, payload: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+    """The outbox rows for one event: one per channel whose subscription matches (never twice)."""
     targets: dict[str, str] = {}
     for sub in config.subscriptions:
         if matches(sub, payload):
@@ -38,7 +38,13 @@ def enqueue_deliveries(s, config: Config, event_row, payload: dict[str, Any], no
                 channel = config.channels.get(ch)
                 if channel is not None and channel.enabled and targets.get(ch) != "immediate":
                     targets[ch] = sub.mode
-    for ch, mode in targets.items():
-        s.add(Delivery(event_id=event_row.id, channel=ch, mode=mode, status="pending", attempts=0,
-                       next_try_at=now, created_at=now))
-    return len(targets)
+    return [{"event_id": event_id, "channel": ch, "mode": mode, "status": "pending", "attempts": 0,
+             "next_try_at": now, "created_at": now} for ch, mode in targets.items()]
+
+
+def enqueue_deliveries(s, config: Config, event_row, payload: dict[str, Any], now: datetime) -> int:
+    """Add the outbox rows of one stored event to session `s`; returns how many."""
+    rows = delivery_rows(config, event_row.id, payload, now)
+    for row in rows:
+        s.add(Delivery(**row))
+    return len(rows)

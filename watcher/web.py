@@ -72,7 +72,7 @@ def atom_feed(store: Store, base_url: str, limit: int = 50) -> bytes:
              f"<updated>{stamp(updated) if updated else '1970-01-01T00:00:00Z'}</updated>",
              f'<generator version="{__version__}">watcher</generator>']
     for r in rows:
-        p = r.payload
+        p = {"id": r.id, **r.payload}
         link = p.get("url") or ""
         parts += ["<entry>", f"<id>urn:watcher:event:{r.id}</id>",
                   f"<title>{escape(what(p, 'both') + ': ' + (p.get('title') or ''))}</title>",
