@@ -158,3 +158,10 @@ def test_ca_bundle_must_exist_and_is_resolved_next_to_the_config(tmp_path):
         "sources.toml:7: [source.tc260] ca_bundle: file not found:")
     (tmp_path / "junk.pem").write_text("not a certificate")
     assert "not a PEM certificate file" in error_of(tmp_path, GOOD + 'ca_bundle = "junk.pem"\n')
+
+
+def test_reminder_days(tmp_path):
+    cfg = load_config(write_config(tmp_path, GOOD + "\n[settings]\nreminder_days = [1, 14, 7]\n"))
+    assert cfg.settings.reminder_days == (14, 7, 1)
+    assert "reminder_days: expected a list of whole numbers of days" in error_of(
+        tmp_path, GOOD + '\n[settings]\nreminder_days = ["soon"]\n')

@@ -74,6 +74,7 @@ class Field:
             "cron": 'a 5-field cron expression like "0 9 * * 1-5"', "selector": "a CSS selector (optionally ending in @attr)",
             "apprise": "an apprise URL (slack://, mailto://, json://, https://hooks.slack.com/...)",
             "file": "the path of a readable file (relative to the config file)",
+            "days": "a list of whole numbers of days",
         }[self.kind]
 
 
@@ -108,7 +109,7 @@ SETTINGS_FIELDS: list[Field] = [
     Field("user_agent", "str", None, help="User-Agent header (default names watcher and its version)."),
     Field("max_retry_wait", "duration", 10.0, help="Longest Retry-After honoured inside one poll; longer ones defer to the next poll."),
     Field("host_delay", "duration", 0.0, help="Pause between two requests to the same host (politeness)."),
-    Field("reminder_days", "list", [7, 1], help="Days before a comment deadline when a deadline_soon event is raised."),
+    Field("reminder_days", "days", [7, 1], help="Days before a comment deadline when a deadline_soon event is raised."),
     Field("delivery_max_attempts", "int", 8, help="Attempts before a delivery is marked failed.", minimum=1),
     Field("delivery_interval", "duration", 60.0, help="How often the daemon drains the outbox.", minimum=1),
 ]
@@ -367,6 +368,13 @@ class _Loader:
             if not isinstance(value, dict) or not all(isinstance(v, (str, int, float)) for v in value.values()):
                 raise bad()
             return {str(kk): self.interpolate(str(v), table, f.name) for kk, v in value.items()}
+        if k == "days":
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                      for d in value):
+                raise bad()
+            return tuple(sorted(set(value), reverse=True))
         if k == "list":
             if isinstance(value, (str, int)):
                 value = [value]
@@ -437,14 +445,7 @@ def load_config(path: str | Path) -> Config:
     defaults = ld.fields([Field(f.name, f.kind, None, f.help, False, f.choices, f.minimum) for f in default_spec],
                          raw_defaults, "defaults")
 
-    settings_raw = data.get("settings", {})
-    s = ld.fields(SETTINGS_FIELDS, settings_raw, "settings")
-    try:
-        s["reminder_days"] = tuple(sorted({int(d) for d in s["reminder_days"]}, reverse=True))
-    except (TypeError, ValueError):
-        raise ld.fail(ld.loc.key("settings", "reminder_days"), "[settings] reminder_days:",
-                      "expected a list of whole numbers of days") from None
-    settings = Settings(**s)
+    settings = Settings(**ld.fields(SETTINGS_FIELDS, data.get("settings", {}), "settings"))
 
     sources: dict[str, Source] = {}
     raw_sources = data.get("source", {})
