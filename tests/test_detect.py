@@ -91,3 +91,32 @@ def test_fingerprint_ignores_noise_but_not_content():
     assert digest(a) == digest(b)
     assert digest(a) != digest({**a, "deadline": "2026-04-12"})
     assert describe_changes(a, {**a, "deadline": "2026-04-12"}) == {"deadline": {"old": None, "new": "2026-04-12"}}
+
+
+def test_a_status_change_is_one_stage_changed_event_not_two():
+    """gbQueryPage row moves 即将实施 -> 现行: one stage_changed event carrying the field change."""
+    import json as _json
+    rows = {"total": 1, "rows": [{"id": "X1", "C_STD_CODE": "GB/T 47020-2026", "C_C_NAME": "网络安全技术 软件物料清单数据格式",
+                                  "ISSUE_DATE": "2026-02-06", "ACT_DATE": "2026-08-01", "STATE": "即将实施"}]}
+    state = {"body": _json.dumps(rows, ensure_ascii=False)}
+
+    def handler(request):
+        return httpx.Response(200, text=state["body"], headers={"Content-Type": "application/json;charset=UTF-8"})
+
+    with tempfile.TemporaryDirectory() as d:
+        cfg = load_config(write_config(Path(d), """
+[source.gb]
+kind = "samr.gb_query"
+url = "https://std.samr.gov.cn/gb/search/gbQueryPage?pageNumber=1"
+"""))
+        ctx = Context(config=cfg, store=Store(f"sqlite:///{d}/w.db"),
+                      fetcher=Fetcher(transport=httpx.MockTransport(handler)))
+        src = cfg.sources["gb"]
+        assert poll_source(ctx, src).events == []
+        rows["rows"][0]["STATE"] = "现行"
+        state["body"] = _json.dumps(rows, ensure_ascii=False)
+        evs = poll_source(ctx, src).events
+        assert [e["kind"] for e in evs] == ["stage_changed"]
+        assert (evs[0]["previous_stage"], evs[0]["stage"]) == ("published", "in_force")
+        assert evs[0]["changes"] == {"status": {"old": "即将实施", "new": "现行"}}
+        ctx.store.dispose()

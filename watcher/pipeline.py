@@ -294,6 +294,20 @@ def _record_broken(ctx: Context, source: Source, reason: str) -> PollOutcome:
     return PollOutcome(source.id, "broken", events=events, error=reason)
 
 
+def _merge_status_edits(payloads: list[dict[str, Any]], stage_events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A status label that changed on a row (即将实施 -> 现行) is the stage change itself: report it once, as the
+    stage_changed event carrying the field changes, rather than as a second `changed` event."""
+    by_key = {ev["entry_key"]: ev for ev in stage_events}
+    out = []
+    for p in payloads:
+        st = by_key.get(p.get("entry_key")) if p["kind"] == "changed" else None
+        if st is not None and set(p["changes"]) <= {"status", "issue_date", "act_date", "published"}:
+            st["changes"] = p["changes"]
+            continue
+        out.append(p)
+    return out + stage_events
+
+
 def _commit_entries(ctx: Context, source: Source, headers: dict[str, str], bdigest: str,
                     rows: list[tuple[Entry, str, dict | None, bool]], previous: dict[str, EntryRow],
                     count: int) -> PollOutcome:
@@ -329,7 +343,9 @@ def _commit_entries(ctx: Context, source: Source, headers: dict[str, str], bdige
             row.row_digest, row.detail, row.detail_ok = row_digest, detail, detail_ok
         if new_rows:
             s.execute(insert(EntryRow), new_rows)
-        payloads += update_standards(s, source, [r[0] for r in rows], now, baseline=baseline, source_name=source.name)
+        stage_events = update_standards(s, source, [r[0] for r in rows], now, baseline=baseline,
+                                        source_name=source.name)
+        payloads = _merge_status_edits(payloads, stage_events)
         _finish_success(st, now, headers)
         st.last_status = "ok"
         st.body_digest = bdigest

@@ -119,7 +119,7 @@ def update_standards(s: Session, source, entries: list[Entry], now: datetime, *,
         events.append({
             "kind": "stage_changed", "source": source.id, "source_name": source_name, "url": e.url,
             "title": e.title, "plan_no": rec.plan_no, "std_no": rec.std_no, "stage": e.stage,
-            "previous_stage": previous, "stage_label": stage_label(e.stage), "previous_stage_label": stage_label(previous),
+            "previous_stage": previous, "changes": {}, "stage_label": stage_label(e.stage), "previous_stage_label": stage_label(previous),
             "status": e.status, "published": e.published, "issue_date": e.issue_date, "act_date": e.act_date,
             "committee": rec.committee, "standard_id": rec.id, "evidence": urls, "entry_key": e.key,
             "_evidence_row": ev,
