@@ -96,6 +96,7 @@ def test_t3_failure_keeps_last_good_state_and_status_shows_it(runner):
     assert code == 0
     status = {s["source"]: s for s in json.loads(out)["sources"]}
     assert status["tc260-drafts"]["health"] == "failing"
+    assert status["tc260-drafts"]["retry_not_before"] == "2026-03-10T02:02:00+00:00"   # Retry-After: 120
     assert "503" in status["tc260-drafts"]["last_error"]
     assert status["cac-wxan"]["health"] == "broken"
     assert status["cac-wxan"]["entries"] == 21          # 20 at t0 + 1 new at t1; nothing removed

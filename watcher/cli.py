@@ -190,6 +190,7 @@ def cmd_status(args) -> int:
                 "last_success": st.last_success_at.isoformat() if st and st.last_success_at else None,
                 "last_status": st.last_status if st else None, "consecutive_failures": st.consecutive_failures if st else 0,
                 "entries": st.entry_count if st else 0, "last_error": st.last_error if st else None,
+                "retry_not_before": st.not_before.isoformat() if st and st.not_before else None,
             })
         deliveries = {f"{ch}:{status}": n for ch, status, n in s.execute(
             select(Delivery.channel, Delivery.status, func.count()).group_by(Delivery.channel, Delivery.status))}
