@@ -183,7 +183,7 @@ def _poll(ctx: Context, source: Source) -> PollOutcome:
 
 def _load_previous(ctx: Context, source: Source, keys: list[str]) -> dict[str, EntryRow]:
     out: dict[str, EntryRow] = {}
-    with ctx.store.transaction() as s:
+    with ctx.store.read() as s:
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
             for r in s.scalars(select(EntryRow).where(EntryRow.source_id == source.id, EntryRow.key.in_(chunk))):

@@ -275,6 +275,15 @@ class Store:
                 session.close()
 
     @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads only: no write lock (WAL readers never block)."""
+        session = Session(self.engine, expire_on_commit=False)
+        try:
+            yield session
+        finally:
+            session.close()
+
+    @contextlib.contextmanager
     def begin(self):
         """A Core connection in a transaction, under the same write lock."""
         with self._write_lock, self.engine.begin() as conn:
