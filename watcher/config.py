@@ -106,7 +106,7 @@ SOURCE_FIELDS: list[Field] = [
 ]
 
 SETTINGS_FIELDS: list[Field] = [
-    Field("user_agent", "str", None, help="User-Agent header (default names watcher and its version)."),
+    Field("user_agent", "str", None, help="User-Agent header (default names watcher and its version); add a contact address."),
     Field("max_retry_wait", "duration", 10.0, help="Longest Retry-After honoured inside one poll; longer ones defer to the next poll."),
     Field("host_delay", "duration", 0.0, help="Pause between two requests to the same host (politeness)."),
     Field("reminder_days", "days", [7, 1], help="Days before a comment deadline when a deadline_soon event is raised."),

@@ -35,7 +35,8 @@ from watcher.models import FetchResult
 
 log = logging.getLogger(__name__)
 
-DEFAULT_UA = f"watcher/{__version__} (standards change monitor; +https://github.com/watcher-standards/watcher)"
+# operators should add a contact with [settings] user_agent, e.g. "watcher/0.1 (standards office; ops@example.com)"
+DEFAULT_UA = f"watcher/{__version__} (standards change monitor; python-httpx)"
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 
 

@@ -61,8 +61,7 @@ def _body_for(channel: Channel, family: str, events: list[dict[str, Any]], today
 
 def send(channel: Channel, title: str, body: str, body_format) -> tuple[bool, str]:
     """Send through apprise; returns (ok, error text). Apprise reports failure as a result, not an exception."""
-    asset = apprise.AppriseAsset(app_id="watcher", app_desc="watcher standards monitor",
-                                 app_url="https://github.com/watcher-standards/watcher", storage_mode="memory")
+    asset = apprise.AppriseAsset(app_id="watcher", app_desc="watcher standards monitor", storage_mode="memory")
     ap = apprise.Apprise(asset=asset)
     if not ap.add(channel.url):
         return False, f"channel {channel.id}: invalid apprise URL {mask(channel.url)}"
