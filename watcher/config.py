@@ -112,6 +112,8 @@ SETTINGS_FIELDS: list[Field] = [
     Field("reminder_days", "days", [7, 1], help="Days before a comment deadline when a deadline_soon event is raised."),
     Field("delivery_max_attempts", "int", 8, help="Attempts before a delivery is marked failed.", minimum=1),
     Field("delivery_interval", "duration", 60.0, help="How often the daemon drains the outbox.", minimum=1),
+    Field("workers", "int", 2, help="Threads that poll sources in parallel (network waits overlap; CPU does not).",
+          minimum=1),
 ]
 
 CHANNEL_FIELDS: list[Field] = [
@@ -205,6 +207,7 @@ class Settings:
     reminder_days: tuple[int, ...] = (7, 1)
     delivery_max_attempts: int = 8
     delivery_interval: float = 60.0
+    workers: int = 2
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def make_trigger(src: Source):
 class Daemon:
     def __init__(self, config: Config, store: Store, state_dir: Path, *, load: Callable[[], Config] | None = None,
                  transport=None, clock: Callable[[], datetime] | None = None, http: str | None = None,
-                 sender=None, workers: int = 2, start_delay: float = 5.0):
+                 sender=None, workers: int | None = None, start_delay: float = 5.0):
         from watcher.web import Metrics
         self.config = config
         self.store = store
@@ -61,7 +61,8 @@ class Daemon:
         self._lock = threading.Lock()
         self.fetcher = self._make_fetcher(config)
         self.scheduler = BlockingScheduler(
-            timezone=timezone.utc, executors={"default": ThreadPoolExecutor(workers)},
+            timezone=timezone.utc, executors={"default": ThreadPoolExecutor(workers or config.settings.workers),
+                                           "system": ThreadPoolExecutor(2)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         self.scheduler.add_listener(self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self.httpd = None
@@ -105,13 +106,13 @@ class Daemon:
                 log.info("source %s removed from schedule", job.id[7:])
         st = self.config.settings
         self.scheduler.add_job(self.deliver_job, IntervalTrigger(seconds=st.delivery_interval, timezone=timezone.utc),
-                               id="outbox", replace_existing=True, next_run_time=now + timedelta(seconds=1))
+                               id="outbox", executor="system", replace_existing=True, next_run_time=now + timedelta(seconds=1))
         self.scheduler.add_job(self.reminder_job, IntervalTrigger(seconds=REMINDERS_EVERY, timezone=timezone.utc),
-                               id="reminders", replace_existing=True, next_run_time=now + timedelta(seconds=2))
+                               id="reminders", executor="system", replace_existing=True, next_run_time=now + timedelta(seconds=2))
         self.scheduler.add_job(self.heartbeat_job, IntervalTrigger(seconds=HEARTBEAT_EVERY, timezone=timezone.utc),
-                               id="heartbeat", replace_existing=True, next_run_time=now)
+                               id="heartbeat", executor="system", replace_existing=True, next_run_time=now)
         self.scheduler.add_job(self.config_watch_job, IntervalTrigger(seconds=CONFIG_CHECK_EVERY, timezone=timezone.utc),
-                               id="config-watch", replace_existing=True)
+                               id="config-watch", executor="system", replace_existing=True)
 
     # --- jobs -----------------------------------------------------------------------------------------------
 
