@@ -4,9 +4,10 @@
     ├── ConfigError(ValueError)     operator mistake in sources.toml or on the command line (exit 2)
     ├── StoreError                  the state database cannot be opened or written (exit 2)
     ├── FetchError                  a page could not be fetched (transport error, HTTP error, too large)
-    ├── NotModified                 control flow: the server answered 304 to a conditional request
-    ├── ParseError                  a page was fetched but its structure is not what the extractor expects
-    └── DeliveryError               a notification channel is misconfigured (failures to send are results)
+    └── ParseError                  a page was fetched but its structure is not what the extractor expects
+
+A 304 is not an error (FetchResult.not_modified), and a failed delivery is a result recorded on the outbox row,
+not an exception (apprise reports it as a return value).
 """
 
 from __future__ import annotations
@@ -35,10 +36,6 @@ class FetchError(WatcherError):
         self.retry_after = retry_after
 
 
-class NotModified(WatcherError):
-    """HTTP 304 to a conditional request: the page is unchanged."""
-
-
 class ParseError(WatcherError):
     """The page does not have the structure the extractor needs."""
 
@@ -47,7 +44,3 @@ class ParseError(WatcherError):
         super().__init__(f"{message}{where}")
         self.url = url
         self.selector = selector
-
-
-class DeliveryError(WatcherError):
-    """A channel cannot be used at all (e.g. unknown channel id)."""
