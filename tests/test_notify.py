@@ -377,3 +377,13 @@ def test_digest_at_needs_digest_mode(tmp_path):
                                     'digest_at = "0 9 * * *"\n')
     with pytest.raises(ConfigError, match='digest_at: only makes sense with mode = "digest"'):
         load_config(cfg)
+
+
+def test_headings_say_what_happened():
+    from watcher.render import what
+    assert what({"kind": "new", "stage": "comment"}) == "Draft for comment · 征求意见稿"
+    assert what({"kind": "new", "title": "《网络安全技术 软件物料清单数据格式》国家标准发布"}, "en") == \
+        "Standard published (notice)"
+    assert what({"kind": "new", "title": "关于征求《示例》意见的通知"}, "zh") == "征求意见"
+    assert what({"kind": "new", "stage": "published", "std_no": "GB/T 1-2026"}, "zh") == "标准发布"
+    assert what({"kind": "stage_changed"}, "en") == "Stage change"

@@ -8,7 +8,7 @@ import logging
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import timezone
 from urllib.parse import urlsplit
 
 
@@ -101,11 +101,6 @@ class Fetcher:
                                  "Accept": "text/html,application/json;q=0.9,*/*;q=0.8",
                                  "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"})
         return client
-
-    @property
-    def client(self) -> httpx.Client:
-        """The client of the first host used (tests and the demo swap its transport)."""
-        return next(iter(self._clients.values())) if self._clients else self._client("")
 
     def close(self) -> None:
         for client in list(self._clients.values()):
@@ -208,6 +203,3 @@ class Fetcher:
             finally:
                 self._host_last[host] = time.monotonic()
 
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)

@@ -120,11 +120,6 @@ def find_plan_nos(text: str) -> list[str]:
     return out
 
 
-def plan_department(plan_no: str) -> str:
-    """The competent department code of a plan number (469 = SAC, 252 = CAC); not the committee."""
-    return plan_no.rsplit("-", 1)[-1]
-
-
 def stage_from_status(label: str | None) -> str | None:
     """Map a status string to a stage id. Unknown strings are logged once and give None (kept verbatim elsewhere)."""
     if not label:

@@ -35,11 +35,6 @@ class Entry:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Entry":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
 
 @dataclass
 class FetchResult:

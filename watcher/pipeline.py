@@ -360,6 +360,3 @@ def _commit_entries(ctx: Context, source: Source, headers: dict[str, str], bdige
     ctx.store.cache.put(source.id, known)     # committed: the next poll needs no read
     return PollOutcome(source.id, "ok", entries=count, events=events)
 
-
-def poll_all(ctx: Context, sources: list[Source]) -> list[PollOutcome]:
-    return [poll_source(ctx, src) for src in sources]

@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import date
 from typing import Any
 
-from watcher.identify import stage_label
+from watcher.identify import stage_from_title, stage_label
 
 KIND_LABELS = {
     "new": ("New", "新发布"),
@@ -39,6 +39,13 @@ def what(ev: dict[str, Any], lang: str = "both") -> str:
         en, zh = "Standard published", "标准发布"
     elif kind == "new" and ev.get("plan_no") and ev.get("stage") in ("approved", "drafting", "comment"):
         en, zh = "Standard project", "标准计划"
+    elif kind == "new" and not ev.get("stage"):
+        # a notice's own words: 《…》国家标准发布 is a publication, 关于征求…意见 a comment request
+        hint = stage_from_title(ev.get("title"))
+        if hint in ("published", "in_force"):
+            en, zh = "Standard published (notice)", "标准发布公告"
+        elif hint == "comment":
+            en, zh = "Comment request", "征求意见"
     return {"en": en, "zh": zh}.get(lang, f"{en} · {zh}")
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from watcher.errors import StoreError
@@ -249,7 +249,6 @@ class Store:
                              f"{str(e).splitlines()[0]}") from None
         except OSError as e:
             raise StoreError(f"cannot open state database {_mask_db(url)}: {e}") from None
-        self.Session = sessionmaker(self.engine, expire_on_commit=False)
         self.cache = StateCache()
         self.touches = TouchBuffer()
 
