@@ -49,6 +49,7 @@ STATUS_LABELS: dict[str, str] = {
     "已实施": "in_force", "有效期内": "in_force", "已代替": "superseded", "被替代": "superseded", "作废止": "withdrawn",
 }
 _unknown_logged: set[str] = set()
+_COMMENT_RE = re.compile(r"征求[\s\S]{0,60}?意见")   # 关于征求《…》意见的通知
 
 # Title keywords, most specific first: a title that says 征求意见稿 is a draft for comment even if it also says 发布.
 TITLE_KEYWORDS: list[tuple[str, str]] = [
@@ -140,7 +141,7 @@ def stage_from_title(title: str | None) -> str | None:
     if not title:
         return None
     for word, stage in TITLE_KEYWORDS:
-        if word in title:
+        if word in title or stage == "comment" and _COMMENT_RE.search(title):
             return stage
     return None
 
