@@ -132,3 +132,16 @@ alert_after_failures = 1
     evs = run.events()
     assert [e["kind"] for e in evs] == ["source_broken"]
     assert "css extractor failed: KeyError" in evs[0]["reason"]
+
+
+def test_a_failing_detail_page_is_retried_a_few_times_then_left_alone(httpserver, tmp_path, capsys):
+    httpserver.expect_request("/portal/suggestion").respond_with_data(LIST, content_type="text/html; charset=utf-8")
+    httpserver.expect_request("/portal/suggestion-detail/aaaa1111bbbb2222cccc3333dddd4444").respond_with_data(
+        "gone", status=404)
+    cfg = tc260_config(tmp_path, httpserver.url_for("").rstrip("/"))
+    run = Runner(capsys, cfg, tmp_path / "state")
+    detail_path = "/portal/suggestion-detail/aaaa1111bbbb2222cccc3333dddd4444"
+    for _ in range(6):
+        assert run.events() == []
+    tries = [r.path for r, _ in httpserver.log if r.path == detail_path]
+    assert len(tries) == 3                      # DETAIL_TRIES, not one per poll forever

@@ -29,6 +29,7 @@ from watcher.store import Delivery, EntryRow, EventRow, SourceState, Store, utcn
 log = logging.getLogger("watcher.poll")
 
 DETAIL_FIELDS = ("deadline", "summary", "plan_no", "attachments", "published")
+DETAIL_TRIES = 3      # a detail page that keeps failing is retried on this many polls, then when its row changes
 
 
 @dataclass
@@ -165,20 +166,27 @@ def _poll(ctx: Context, source: Source) -> PollOutcome:
     entries = list(unique.values())
     previous = _load_previous(ctx, source, list(unique))
     rows: list[tuple[Entry, str, dict | None, bool]] = []
+    retry_details = False
     for e in entries:
         row_digest = digest(e.as_dict())
         p = previous.get(e.key)
         detail, detail_ok = (p.detail if p else None), (p.detail_ok if p else False)
-        if extractor.has_detail and extractor.wants_detail(e, source) and (
-                p is None or p.row_digest != row_digest or not p.detail_ok):
+        failures = (detail or {}).get("_failures", 0)
+        wants = extractor.has_detail and extractor.wants_detail(e, source)
+        if wants and (
+                p is None or p.row_digest != row_digest or not p.detail_ok and failures < DETAIL_TRIES):
             detail, detail_ok = _fetch_detail(ctx, source, extractor, e, detail)
+        if wants and not detail_ok and (detail or {}).get("_failures", 0) < DETAIL_TRIES:
+            retry_details = True
         if detail:
             for k in DETAIL_FIELDS:
                 if detail.get(k) and not getattr(e, k):
                     setattr(e, k, detail[k])
         enrich(e, source)
         rows.append((e, row_digest, detail, detail_ok))
-    return _commit_entries(ctx, source, fr.headers, body_digest(fr.body), rows, previous, len(entries))
+    # a detail page still to retry: keep an unchanged list body from short-cutting the next poll
+    bdigest = None if retry_details else body_digest(fr.body)
+    return _commit_entries(ctx, source, fr.headers, bdigest, rows, previous, len(entries))
 
 
 def _load_previous(ctx: Context, source: Source, keys: list[str]) -> dict[str, EntryRow]:
@@ -191,21 +199,27 @@ def _load_previous(ctx: Context, source: Source, keys: list[str]) -> dict[str, E
     return out
 
 
+def _failed(old: dict | None, permanent: bool = False) -> tuple[dict, bool]:
+    detail = dict(old or {})
+    detail["_failures"] = DETAIL_TRIES if permanent else detail.get("_failures", 0) + 1
+    return detail, False
+
+
 def _fetch_detail(ctx: Context, source: Source, extractor, e: Entry, old: dict | None) -> tuple[dict | None, bool]:
     if urlsplit(e.url).hostname != source.host:
         log.warning("detail page %s is not on %s: not fetched", e.url, source.host)
-        return old, False
+        return _failed(old, permanent=True)
     try:
         fr = ctx.fetcher.fetch(e.url, headers=source.headers, timeout=source.timeout, retries=source.retries,
                                max_bytes=source.max_bytes, ca_bundle=source.ca_bundle)
         text, enc, _ = to_text(fr.body, fr.headers.get("content-type"))
         return extractor.parse_detail(Page(url=e.url, text=text, encoding=enc), e, source), True
     except (FetchError, ParseError) as err:
-        log.warning("detail page %s: %s (kept the list row; will retry)", e.url, err)
-        return old, False
+        log.warning("detail page %s: %s (kept the list row)", e.url, err)
+        return _failed(old)
     except Exception as err:  # same as above for an unexpected detail layout
-        log.warning("detail page %s: %s: %s (kept the list row; will retry)", e.url, err.__class__.__name__, err)
-        return old, False
+        log.warning("detail page %s: %s: %s (kept the list row)", e.url, err.__class__.__name__, err)
+        return _failed(old)
 
 
 def _finish_success(st: SourceState, now: datetime, headers: dict[str, str]) -> None:
@@ -308,7 +322,7 @@ def _merge_status_edits(payloads: list[dict[str, Any]], stage_events: list[dict[
     return out + stage_events
 
 
-def _commit_entries(ctx: Context, source: Source, headers: dict[str, str], bdigest: str,
+def _commit_entries(ctx: Context, source: Source, headers: dict[str, str], bdigest: str | None,
                     rows: list[tuple[Entry, str, dict | None, bool]], previous: dict[str, EntryRow],
                     count: int) -> PollOutcome:
     now = ctx.clock()
@@ -331,7 +345,7 @@ def _commit_entries(ctx: Context, source: Source, headers: dict[str, str], bdige
                 if not baseline:
                     payloads.append(entry_event("new", source, e))
                 continue
-            if p.digest == full and p.row_digest == row_digest and p.detail_ok == detail_ok:
+            if p.digest == full and p.row_digest == row_digest and p.detail_ok == detail_ok and p.detail == detail:
                 continue
             row = s.get(EntryRow, p.id)
             if p.digest != full:
@@ -349,6 +363,8 @@ def _commit_entries(ctx: Context, source: Source, headers: dict[str, str], bdige
         _finish_success(st, now, headers)
         st.last_status = "ok"
         st.body_digest = bdigest
+        if bdigest is None:            # a detail retry is due: ask for the full list again, not a 304
+            st.etag = st.last_modified = None
         st.baselined = True
         if baseline:
             st.entry_count = s.scalar(select(func.count()).select_from(EntryRow).where(EntryRow.source_id == source.id))
