@@ -23,7 +23,7 @@ from watcher.render import (
 )
 from watcher.reminders import CHINA
 from watcher.store import Delivery, EventRow, Store, utcnow
-from watcher.subscribe import enqueue_deliveries, matches  # noqa: F401  (re-exported)
+from watcher.subscribe import matches  # noqa: F401  (re-exported for callers of notify)
 
 log = logging.getLogger("watcher.notify")
 

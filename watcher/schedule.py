@@ -154,14 +154,21 @@ class Daemon:
         """Run the scheduler with only the jobs already added (the demo's timeline)."""
         signal.signal(signal.SIGINT, self.stop)
         signal.signal(signal.SIGTERM, self.stop)
+        return self._serve()
+
+    def _serve(self) -> int:
+        """Run the scheduler until stopped; then wait for work in flight and release everything."""
         try:
             self.scheduler.start()
         finally:
             stopper = getattr(self, "_stopper", None)
             if stopper is not None:
-                stopper.join()
+                stopper.join()          # jobs in flight have finished when shutdown(wait=True) returns
             self.store.flush_touches()
+            if self.httpd:
+                self.httpd.shutdown()
             self.fetcher.close()
+            log.info("daemon stopped")
         return 0
 
     def deliver_job(self):
@@ -245,18 +252,7 @@ class Daemon:
         self.schedule_all()
         gc.freeze()   # start-up objects live forever: keep them out of every collection
         log.info("daemon started: %d sources", len([s for s in self.config.sources.values() if s.enabled]))
-        try:
-            self.scheduler.start()
-        finally:
-            stopper = getattr(self, "_stopper", None)
-            if stopper is not None:
-                stopper.join()          # jobs in flight have finished when shutdown(wait=True) returns
-            self.store.flush_touches()
-            if self.httpd:
-                self.httpd.shutdown()
-            self.fetcher.close()
-            log.info("daemon stopped")
-        return 0
+        return self._serve()
 
 
 def run_daemon(args, load: Callable[[], Config], store: Store, state_dir: Path) -> int:

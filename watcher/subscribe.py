@@ -11,7 +11,6 @@ from fnmatch import fnmatch
 from typing import Any
 
 from watcher.config import Config, Subscription
-from watcher.store import Delivery
 
 
 def matches(sub: Subscription, payload: dict[str, Any]) -> bool:
@@ -40,11 +39,3 @@ def delivery_rows(config: Config, event_id: int, payload: dict[str, Any], now: d
                     targets[ch] = sub.mode
     return [{"event_id": event_id, "channel": ch, "mode": mode, "status": "pending", "attempts": 0,
              "next_try_at": now, "created_at": now} for ch, mode in targets.items()]
-
-
-def enqueue_deliveries(s, config: Config, event_row, payload: dict[str, Any], now: datetime) -> int:
-    """Add the outbox rows of one stored event to session `s`; returns how many."""
-    rows = delivery_rows(config, event_row.id, payload, now)
-    for row in rows:
-        s.add(Delivery(**row))
-    return len(rows)
