@@ -50,7 +50,7 @@ def test_gbk_page_without_http_charset_decodes_right(httpserver, tmp_path, capsy
     from sqlalchemy import select
     store = Store(f"sqlite:///{tmp_path / 'state' / 'watcher.db'}")
     with store.transaction() as s:
-        titles = sorted(r.title for r in s.scalars(select(EntryRow)))
+        titles = sorted(r.title for r in s.execute(select(EntryRow)))
     assert titles[1] == "朱鎔基 — 数据安全技术 个人信息保护要求"   # GBK-only 鎔 and the em dash survive
     assert "网络数据处理安全要求" in titles[0]
 

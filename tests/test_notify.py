@@ -114,7 +114,7 @@ channels = ["hook"]
     store = Store(f"sqlite:///{tmp_path / 'state' / 'watcher.db'}")
     from sqlalchemy import select
     with store.transaction() as s:              # each failed try pushed the row back with a growing backoff
-        rows = list(s.scalars(select(Delivery)))
+        rows = list(s.execute(select(Delivery)))
         assert all(d.attempts >= 1 and d.next_try_at > d.created_at and d.last_error for d in rows)
     store.dispose()
     state["up"] = True
@@ -328,10 +328,10 @@ channels = ["hook"]
         dupes = [i for i in set(received) if received.count(i) > 1]
         assert len(dupes) <= 1                                   # at most the one in flight at the kill
         store = Store(f"sqlite:///{tmp_path / 'state' / 'watcher.db'}")
-        from sqlalchemy import select
+        from sqlalchemy import func, select
         with store.transaction() as s:
-            assert {d.status for d in s.scalars(select(Delivery))} == {"sent"}
-            assert s.query(EventRow).count() == len(events)
+            assert {d.status for d in s.execute(select(Delivery))} == {"sent"}
+            assert s.scalar(select(func.count()).select_from(EventRow)) == len(events)
         store.dispose()
     finally:
         srv.shutdown()

@@ -166,7 +166,7 @@ def cmd_events(args) -> int:
         if args.kind:
             q = q.where(EventRow.kind == args.kind)
         q = q.limit(args.limit)
-        for row in s.scalars(q):
+        for row in s.execute(q):
             ev = {"id": row.id, **row.payload}
             print(json.dumps(_public(ev), ensure_ascii=False) if args.json else _human(ev))
     return EXIT_OK
@@ -179,7 +179,7 @@ def cmd_status(args) -> int:
     store = _store(args)
     rows = []
     with store.transaction() as s:
-        states = {st.source_id: st for st in s.scalars(select(SourceState))}
+        states = {st.source_id: st for st in s.execute(select(SourceState))}
         for sid, src in config.sources.items():
             st = states.get(sid)
             health = "new" if st is None else ("failing" if st.alerted == "failed" else "broken" if st.alerted == "broken"
@@ -195,7 +195,7 @@ def cmd_status(args) -> int:
         deliveries = {f"{ch}:{status}": n for ch, status, n in s.execute(
             select(Delivery.channel, Delivery.status, func.count()).group_by(Delivery.channel, Delivery.status))}
         failed = [{"id": d.id, "event_id": d.event_id, "channel": d.channel, "attempts": d.attempts,
-                   "last_error": d.last_error} for d in s.scalars(select(Delivery).where(Delivery.status == "failed")
+                   "last_error": d.last_error} for d in s.execute(select(Delivery).where(Delivery.status == "failed")
                                                                  .order_by(Delivery.id).limit(20))]
     if args.json:
         _out({"sources": rows, "deliveries": deliveries, "failed_deliveries": failed})
@@ -223,7 +223,7 @@ def cmd_standards(args) -> int:
             q = q.where(Standard.stage == args.stage)
         if args.committee:
             q = q.where(Standard.committee == args.committee)
-        for r in s.scalars(q):
+        for r in s.execute(q):
             d = {"id": r.id, "plan_no": r.plan_no, "std_no": r.std_no, "title": r.title, "stage": r.stage,
                  "stage_since": r.stage_since.isoformat() if r.stage_since else None, "committee": r.committee}
             if args.json:

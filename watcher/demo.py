@@ -100,7 +100,7 @@ def _print_timelines(store, out) -> None:
     from watcher.store import Standard
     out.write("\n=== standards and their timelines ===\n")
     with store.transaction() as s:
-        for rec in s.scalars(select(Standard).order_by(Standard.id)):
+        for rec in s.execute(select(Standard).order_by(Standard.id)).all():
             timeline = standard_timeline(s, rec)
             moves = [t for t in timeline if t.stage]
             if len(moves) < 2 and rec.committee != "TC260":

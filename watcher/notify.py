@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 import apprise
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 
 from watcher.config import Channel, Config
 from watcher.logs import mask
@@ -97,7 +97,7 @@ def _claim(store: Store, now: datetime, *, ignore_backoff: bool, retry_failed: b
         q = q.order_by(Delivery.id).limit(limit)
         if store.dialect == "postgresql":
             q = q.with_for_update(skip_locked=True)
-        rows = list(s.scalars(q))
+        rows = s.records(Delivery, q)
         for d in rows:
             if d.status == "failed":
                 d.attempts = 0
@@ -113,17 +113,17 @@ def drain_outbox(store: Store, config: Config, *, now: Callable[[], datetime] = 
     if store.dialect == "sqlite":
         # single instance by definition: a 'sending' row here was left by a process that died mid-drain
         with store.transaction() as s:
-            for d in s.scalars(select(Delivery).where(Delivery.status == "sending")):
-                d.claimed_until = t - timedelta(seconds=1)
+            s.execute(update(Delivery).where(Delivery.status == "sending")
+                      .values(claimed_until=t - timedelta(seconds=1)))
     ids = _claim(store, t, ignore_backoff=ignore_backoff, retry_failed=retry_failed, limit=limit)
     if not ids:
         return res
     with store.transaction() as s:
-        rows = list(s.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)))
-        events = {e.id: {"id": e.id, **e.payload} for e in s.scalars(select(EventRow).where(
+        rows = s.execute(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
+        events = {e.id: {"id": e.id, **e.payload} for e in s.execute(select(EventRow).where(
             EventRow.id.in_({d.event_id for d in rows})))}
     today = t.astimezone(CHINA).date()
-    digests: dict[str, list[Delivery]] = {}
+    digests: dict[str, list[Any]] = {}
     for d in rows:
         channel = config.channels.get(d.channel)
         if channel is None or not channel.enabled:
@@ -169,14 +169,13 @@ def digest_due(config: Config, channel: str, oldest: datetime) -> datetime:
     return min(times) if times else oldest + timedelta(days=1)
 
 
-def _release(store: Store, group: list[Delivery]) -> None:
+def _release(store: Store, group: list[Any]) -> None:
     with store.transaction() as s:
         for d in group:
-            row = s.get(Delivery, d.id)
-            row.status, row.claimed_until = "pending", None
+            s.execute(update(Delivery).where(Delivery.id == d.id).values(status="pending", claimed_until=None))
 
 
-def _finish(store: Store, group: list[Delivery], *, ok: bool, error: str, now: datetime, max_attempts: int,
+def _finish(store: Store, group: list[Any], *, ok: bool, error: str, now: datetime, max_attempts: int,
             res: DrainResult) -> None:
     with store.transaction() as s:
         for d in group:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 
 from watcher.config import Config, Source
 from watcher.decode import to_text
@@ -24,7 +24,7 @@ from watcher.fingerprint import body_digest, digest
 from watcher.identify import enrich, stage_label
 from watcher.models import Entry, Page
 from watcher.standards import update_standards
-from watcher.store import Delivery, EntryRow, EventRow, SourceState, Store, utcnow
+from watcher.store import Delivery, EntryRow, EventRow, Record, SourceState, Store, utcnow
 
 log = logging.getLogger("watcher.poll")
 
@@ -189,12 +189,13 @@ def _poll(ctx: Context, source: Source) -> PollOutcome:
     return _commit_entries(ctx, source, fr.headers, bdigest, rows, previous, len(entries))
 
 
-def _load_previous(ctx: Context, source: Source, keys: list[str]) -> dict[str, EntryRow]:
-    out: dict[str, EntryRow] = {}
+def _load_previous(ctx: Context, source: Source, keys: list[str]) -> dict[str, Any]:
+    """The stored rows of these entry keys (read-only Row objects), by key."""
+    out: dict[str, Any] = {}
     with ctx.store.read() as s:
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
-            for r in s.scalars(select(EntryRow).where(EntryRow.source_id == source.id, EntryRow.key.in_(chunk))):
+            for r in s.execute(select(EntryRow).where(EntryRow.source_id == source.id, EntryRow.key.in_(chunk))):
                 out[r.key] = r
     return out
 
@@ -222,7 +223,7 @@ def _fetch_detail(ctx: Context, source: Source, extractor, e: Entry, old: dict |
         return _failed(old)
 
 
-def _finish_success(st: SourceState, now: datetime, headers: dict[str, str]) -> None:
+def _finish_success(st: Record, now: datetime, headers: dict[str, str]) -> None:
     st.last_poll_at = st.last_success_at = now
     st.consecutive_failures = 0
     st.last_error = None
@@ -233,7 +234,7 @@ def _finish_success(st: SourceState, now: datetime, headers: dict[str, str]) -> 
         st.etag, st.last_modified = h.get("etag"), h.get("last-modified")
 
 
-def _recovered(source: Source, st: SourceState) -> list[dict[str, Any]]:
+def _recovered(source: Source, st: Record) -> list[dict[str, Any]]:
     if not st.alerted:
         return []
     was = st.alerted
@@ -323,7 +324,7 @@ def _merge_status_edits(payloads: list[dict[str, Any]], stage_events: list[dict[
 
 
 def _commit_entries(ctx: Context, source: Source, headers: dict[str, str], bdigest: str | None,
-                    rows: list[tuple[Entry, str, dict | None, bool]], previous: dict[str, EntryRow],
+                    rows: list[tuple[Entry, str, dict | None, bool]], previous: dict[str, Any],
                     count: int) -> PollOutcome:
     now = ctx.clock()
     ctx.store.flush_touches()
@@ -347,14 +348,14 @@ def _commit_entries(ctx: Context, source: Source, headers: dict[str, str], bdige
                 continue
             if p.digest == full and p.row_digest == row_digest and p.detail_ok == detail_ok and p.detail == detail:
                 continue
-            row = s.get(EntryRow, p.id)
+            values = {"row_digest": row_digest, "detail": detail, "detail_ok": detail_ok}
             if p.digest != full:
                 changes = describe_changes(p.fields, fields)
                 if changes:
                     payloads.append(entry_event("changed", source, e, changes=changes))
-                row.fields, row.url, row.title, row.digest, row.deadline, row.updated_at = (
-                    fields, e.url, e.title, full, e.deadline, now)
-            row.row_digest, row.detail, row.detail_ok = row_digest, detail, detail_ok
+                values.update(fields=fields, url=e.url, title=e.title, digest=full, deadline=e.deadline,
+                              updated_at=now)
+            s.execute(update(EntryRow).where(EntryRow.id == p.id).values(values))
         if new_rows:
             s.execute(insert(EntryRow), new_rows)
         stage_events = update_standards(s, source, [r[0] for r in rows], now, baseline=baseline,

@@ -42,7 +42,7 @@ def raise_deadline_reminders(ctx, source_ids: list[str] | None = None) -> list[d
         if source_ids is not None:
             q = q.where(EntryRow.source_id.in_(source_ids))
         payloads = []
-        for row in s.scalars(q):
+        for row in s.execute(q):
             src = sources.get(row.source_id)
             due = due_reminder(row.deadline, today, days)
             if src is None or due is None:

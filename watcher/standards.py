@@ -7,11 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 
 from watcher.identify import is_forward, stage_label, standard_title, title_key
 from watcher.models import Entry
-from watcher.store import Standard, StandardEvidence
+from watcher.store import Record, Standard, StandardEvidence, Tx
 
 
 def _year(no: str | None) -> int | None:
@@ -21,7 +20,7 @@ def _year(no: str | None) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def _compatible(rec: Standard, e: Entry) -> bool:
+def _compatible(rec, e: Entry) -> bool:
     if rec.std_no and e.std_no and rec.std_no != e.std_no:
         return False
     if rec.plan_no and e.plan_no and rec.plan_no != e.plan_no:
@@ -34,30 +33,29 @@ def _compatible(rec: Standard, e: Entry) -> bool:
     return True
 
 
-def find_standard(s: Session, e: Entry, tkey: str | None) -> Standard | None:
+def find_standard(s: Tx, e: Entry, tkey: str | None) -> Record | None:
     if e.std_no:
-        rec = s.scalars(select(Standard).where(Standard.std_no == e.std_no)).first()
-        if rec:
+        for rec in s.records(Standard, select(Standard).where(Standard.std_no == e.std_no)):
             return rec
     if e.plan_no:
-        rec = s.scalars(select(Standard).where(Standard.plan_no == e.plan_no)).first()
-        if rec and _compatible(rec, e):
-            return rec
+        for rec in s.records(Standard, select(Standard).where(Standard.plan_no == e.plan_no)):
+            if _compatible(rec, e):
+                return rec
     if tkey:
-        for rec in s.scalars(select(Standard).where(Standard.title_key == tkey).order_by(Standard.id)):
+        for rec in s.records(Standard, select(Standard).where(Standard.title_key == tkey).order_by(Standard.id)):
             if _compatible(rec, e):
                 return rec
     return None
 
 
-def _fill_numbers(s: Session, rec: Standard, e: Entry) -> None:
+def _fill_numbers(s: Tx, rec: Record, e: Entry) -> None:
     if e.plan_no and not rec.plan_no and not s.scalars(select(Standard.id).where(Standard.plan_no == e.plan_no)).first():
         rec.plan_no = e.plan_no
     if e.std_no and not rec.std_no and not s.scalars(select(Standard.id).where(Standard.std_no == e.std_no)).first():
         rec.std_no = e.std_no
 
 
-def update_standards(s: Session, source, entries: list[Entry], now: datetime, *, baseline: bool,
+def update_standards(s: Tx, source, entries: list[Entry], now: datetime, *, baseline: bool,
                      source_name: str) -> list[dict[str, Any]]:
     """Link entries to standards and return the payloads of stage_changed events (none during a baseline)."""
     events: list[dict[str, Any]] = []
@@ -79,19 +77,17 @@ def update_standards(s: Session, source, entries: list[Entry], now: datetime, *,
             _fill_numbers(s, rec, probe)
             if not s.scalars(select(StandardEvidence.id).where(StandardEvidence.standard_id == rec.id,
                                                                StandardEvidence.url == e.url)).first():
-                s.add(StandardEvidence(standard_id=rec.id, stage=None, at=now, source_id=source.id, url=e.url,
-                                       title=e.title, date=e.published))
+                s.add(StandardEvidence, standard_id=rec.id, stage=None, at=now, source_id=source.id, url=e.url,
+                      title=e.title, date=e.published)
             continue
         rec = find_standard(s, e, tkey)
         if rec is None:
             if not numbered:
                 continue  # a draft without any number cannot found a record; it may link to one later
-            rec = Standard(plan_no=e.plan_no, std_no=e.std_no, title=std_title or e.title, title_key=tkey,
-                           stage=e.stage, stage_since=now, committee=e.committee, created_at=now, updated_at=now)
-            s.add(rec)
-            s.flush()
-            s.add(StandardEvidence(standard_id=rec.id, stage=e.stage, at=now, source_id=source.id, url=e.url,
-                                   title=e.title, date=e.published or e.issue_date))
+            rec = s.add(Standard, plan_no=e.plan_no, std_no=e.std_no, title=std_title or e.title, title_key=tkey,
+                        stage=e.stage, stage_since=now, committee=e.committee, created_at=now, updated_at=now)
+            s.add(StandardEvidence, standard_id=rec.id, stage=e.stage, at=now, source_id=source.id, url=e.url,
+                  title=e.title, date=e.published or e.issue_date)
             continue
         _fill_numbers(s, rec, e)
         if e.committee and not rec.committee:
@@ -101,19 +97,18 @@ def update_standards(s: Session, source, entries: list[Entry], now: datetime, *,
         if not is_forward(rec.stage, e.stage):
             continue
         previous = rec.stage
-        evidence_rows = s.scalars(select(StandardEvidence).where(StandardEvidence.standard_id == rec.id)
+        evidence_urls = s.scalars(select(StandardEvidence.url).where(StandardEvidence.standard_id == rec.id)
                                   .order_by(StandardEvidence.id)).all()
         rec.stage, rec.stage_since, rec.updated_at = e.stage, now, now
-        ev = StandardEvidence(standard_id=rec.id, stage=e.stage, previous_stage=previous, at=now,
-                              source_id=source.id, url=e.url, title=e.title,
-                              date=e.issue_date or e.published if e.stage in ("published", "in_force") else e.published)
-        s.add(ev)
+        ev = s.add(StandardEvidence, standard_id=rec.id, stage=e.stage, previous_stage=previous, at=now,
+                   source_id=source.id, url=e.url, title=e.title,
+                   date=e.issue_date or e.published if e.stage in ("published", "in_force") else e.published)
         if baseline:
             continue
         urls: list[str] = []
-        for row in evidence_rows:
-            if row.url not in urls:
-                urls.append(row.url)
+        for url in evidence_urls:
+            if url not in urls:
+                urls.append(url)
         if e.url not in urls:
             urls.append(e.url)
         events.append({
@@ -127,12 +122,12 @@ def update_standards(s: Session, source, entries: list[Entry], now: datetime, *,
     return events
 
 
-def standard_timeline(s: Session, rec: Standard) -> list[StandardEvidence]:
-    return list(s.scalars(select(StandardEvidence).where(StandardEvidence.standard_id == rec.id)
+def standard_timeline(s: Tx, rec) -> list:
+    return list(s.execute(select(StandardEvidence).where(StandardEvidence.standard_id == rec.id)
                           .order_by(StandardEvidence.at, StandardEvidence.id)))
 
 
-def lookup(s: Session, ident: str) -> Standard | None:
+def lookup(s: Tx, ident: str):
     from watcher.identify import normalize_plan_no, normalize_std_no
     conds = []
     if ident.isdigit():
@@ -145,4 +140,4 @@ def lookup(s: Session, ident: str) -> Standard | None:
         conds.append(Standard.title_key == t)
     if not conds:
         return None
-    return s.scalars(select(Standard).where(or_(*conds)).order_by(Standard.id)).first()
+    return s.execute(select(Standard).where(or_(*conds)).order_by(Standard.id)).first()

@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sqlalchemy import (
-    JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, bindparam, create_engine,
-    event, func,
-    select, text,
+    JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text, UniqueConstraint,
+    bindparam, create_engine, event, func, select, text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from watcher.errors import StoreError
@@ -50,107 +48,208 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
-class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+metadata = MetaData()
 
 
-class SourceState(Base):
-    __tablename__ = "source_state"
-    source_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    last_poll_at: Mapped[datetime | None]
-    last_success_at: Mapped[datetime | None]
-    last_status: Mapped[str | None] = mapped_column(String(16))
-    last_error: Mapped[str | None] = mapped_column(Text)
-    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
-    alerted: Mapped[str | None] = mapped_column(String(16))       # 'failed' / 'broken' while an alert is open
-    baselined: Mapped[bool] = mapped_column(Boolean, default=False)
-    entry_count: Mapped[int] = mapped_column(Integer, default=0)
-    etag: Mapped[str | None] = mapped_column(String(512))
-    last_modified: Mapped[str | None] = mapped_column(String(128))
-    body_digest: Mapped[str | None] = mapped_column(String(64))
-    not_before: Mapped[datetime | None]                          # Retry-After from the server
-    polls: Mapped[int] = mapped_column(Integer, default=0)
+class Rows:
+    """A Core table whose columns read as attributes (`EntryRow.source_id`); `select(EntryRow)`,
+    `insert(EntryRow)` and `update(EntryRow)` take it as the table itself. Plain Core keeps the ORM (about 7 MB)
+    out of the daemon."""
+
+    __slots__ = ("__table__",)
+
+    def __init__(self, *columns: Any, name: str, args: tuple = ()):
+        object.__setattr__(self, "__table__", Table(name, metadata, *columns, *args))
+
+    def __clause_element__(self) -> Table:
+        return self.__table__
+
+    def __getattr__(self, name: str) -> Column:
+        try:
+            return self.__table__.c[name]
+        except KeyError:
+            raise AttributeError(f"table {self.__table__.name} has no column {name}") from None
 
 
-class EntryRow(Base):
-    __tablename__ = "entries"
-    __table_args__ = (UniqueConstraint("source_id", "key", name="uq_entries_source_key"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    source_id: Mapped[str] = mapped_column(String(64))
-    key: Mapped[str] = mapped_column(String(512))
-    url: Mapped[str] = mapped_column(Text)
-    title: Mapped[str] = mapped_column(Text)
-    fields: Mapped[dict[str, Any]] = mapped_column(JSON)
-    row_digest: Mapped[str] = mapped_column(String(64))
-    digest: Mapped[str] = mapped_column(String(64))
-    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    detail_ok: Mapped[bool] = mapped_column(Boolean, default=False)
-    deadline: Mapped[str | None] = mapped_column(String(10), index=True)
-    first_seen: Mapped[datetime]
-    updated_at: Mapped[datetime]
+def _col(name: str, type_: Any, *args: Any, null: bool = False, **kw: Any) -> Column:
+    return Column(name, type_, *args, nullable=null, **kw)
 
 
-class Standard(Base):
-    __tablename__ = "standards"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    plan_no: Mapped[str | None] = mapped_column(String(32), unique=True)
-    std_no: Mapped[str | None] = mapped_column(String(64), unique=True)
-    title: Mapped[str] = mapped_column(Text)
-    title_key: Mapped[str | None] = mapped_column(String(255), index=True)
-    stage: Mapped[str | None] = mapped_column(String(32))
-    stage_since: Mapped[datetime | None]
-    committee: Mapped[str | None] = mapped_column(String(32), index=True)
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
+def _id() -> Column:
+    return Column("id", Integer, primary_key=True)
 
 
-class StandardEvidence(Base):
-    __tablename__ = "standard_evidence"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    standard_id: Mapped[int] = mapped_column(ForeignKey("standards.id"), index=True)
-    stage: Mapped[str | None] = mapped_column(String(32))       # None: the entry mentions the standard
-    previous_stage: Mapped[str | None] = mapped_column(String(32))
-    at: Mapped[datetime]
-    source_id: Mapped[str] = mapped_column(String(64))
-    url: Mapped[str] = mapped_column(Text)
-    title: Mapped[str | None] = mapped_column(Text)
-    date: Mapped[str | None] = mapped_column(String(10))
-    event_id: Mapped[int | None] = mapped_column(Integer)
+SourceState = Rows(
+    Column("source_id", String(64), primary_key=True),
+    _col("last_poll_at", UTCDateTime, null=True),
+    _col("last_success_at", UTCDateTime, null=True),
+    _col("last_status", String(16), null=True),
+    _col("last_error", Text, null=True),
+    _col("consecutive_failures", Integer, default=0),
+    _col("alerted", String(16), null=True),           # 'failed' / 'broken' while an alert is open
+    _col("baselined", Boolean, default=False),
+    _col("entry_count", Integer, default=0),
+    _col("etag", String(512), null=True),
+    _col("last_modified", String(128), null=True),
+    _col("body_digest", String(64), null=True),
+    _col("not_before", UTCDateTime, null=True),        # Retry-After from the server
+    _col("polls", Integer, default=0),
+    name="source_state")
+
+EntryRow = Rows(
+    _id(),
+    _col("source_id", String(64)),
+    _col("key", String(512)),
+    _col("url", Text),
+    _col("title", Text),
+    _col("fields", JSON),
+    _col("row_digest", String(64)),
+    _col("digest", String(64)),
+    _col("detail", JSON, null=True),
+    _col("detail_ok", Boolean, default=False),
+    _col("deadline", String(10), null=True, index=True),
+    _col("first_seen", UTCDateTime),
+    _col("updated_at", UTCDateTime),
+    name="entries", args=(UniqueConstraint("source_id", "key", name="uq_entries_source_key"),))
+
+Standard = Rows(
+    _id(),
+    _col("plan_no", String(32), null=True, unique=True),
+    _col("std_no", String(64), null=True, unique=True),
+    _col("title", Text),
+    _col("title_key", String(255), null=True, index=True),
+    _col("stage", String(32), null=True),
+    _col("stage_since", UTCDateTime, null=True),
+    _col("committee", String(32), null=True, index=True),
+    _col("created_at", UTCDateTime),
+    _col("updated_at", UTCDateTime),
+    name="standards")
+
+StandardEvidence = Rows(
+    _id(),
+    _col("standard_id", Integer, ForeignKey("standards.id"), index=True),
+    _col("stage", String(32), null=True),              # None: the entry mentions the standard
+    _col("previous_stage", String(32), null=True),
+    _col("at", UTCDateTime),
+    _col("source_id", String(64)),
+    _col("url", Text),
+    _col("title", Text, null=True),
+    _col("date", String(10), null=True),
+    _col("event_id", Integer, null=True),
+    name="standard_evidence")
+
+EventRow = Rows(
+    _id(),
+    _col("kind", String(32)),
+    _col("source_id", String(64)),
+    _col("entry_key", String(512), null=True),
+    _col("dedupe_key", String(600), null=True, unique=True),
+    _col("payload", JSON),
+    _col("detected_at", UTCDateTime, index=True),
+    name="events", args=(Index("ix_events_source_time", "source_id", "detected_at"),))
+
+Delivery = Rows(
+    _id(),
+    _col("event_id", Integer, ForeignKey("events.id")),
+    _col("channel", String(64)),
+    _col("mode", String(16), default="immediate"),
+    _col("status", String(16), default="pending"),     # pending, sending, sent, failed
+    _col("attempts", Integer, default=0),
+    _col("next_try_at", UTCDateTime),
+    _col("last_error", Text, null=True),
+    _col("sent_at", UTCDateTime, null=True),
+    _col("claimed_until", UTCDateTime, null=True),     # a sender holds the row while status = 'sending'
+    _col("created_at", UTCDateTime),
+    name="deliveries", args=(UniqueConstraint("event_id", "channel", name="uq_delivery_event_channel"),
+                             Index("ix_deliveries_status_next", "status", "next_try_at")))
+
+Meta = Rows(
+    Column("key", String(64), primary_key=True),
+    _col("value", Text),
+    name="meta")
 
 
-class EventRow(Base):
-    __tablename__ = "events"
-    __table_args__ = (Index("ix_events_source_time", "source_id", "detected_at"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    source_id: Mapped[str] = mapped_column(String(64))
-    entry_key: Mapped[str | None] = mapped_column(String(512))
-    dedupe_key: Mapped[str | None] = mapped_column(String(600), unique=True)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    detected_at: Mapped[datetime] = mapped_column(index=True)
+class Record:
+    """A mutable copy of one row. Attribute writes are remembered and written back (only the changed columns) by
+    the transaction before its next statement and at commit."""
+
+    __slots__ = ("_table", "_values", "_dirty")
+
+    def __init__(self, table: Table, values: dict[str, Any]):
+        object.__setattr__(self, "_table", table)
+        object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "_dirty", set())
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in self._table.c:
+            raise AttributeError(f"table {self._table.name} has no column {name}")
+        self._values[name] = value
+        self._dirty.add(name)
+
+    def _key(self) -> dict[str, Any]:
+        return {c.name: self._values[c.name] for c in self._table.primary_key}
 
 
-class Delivery(Base):
-    __tablename__ = "deliveries"
-    __table_args__ = (UniqueConstraint("event_id", "channel", name="uq_delivery_event_channel"),
-                      Index("ix_deliveries_status_next", "status", "next_try_at"))
-    id: Mapped[int] = mapped_column(primary_key=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
-    channel: Mapped[str] = mapped_column(String(64))
-    mode: Mapped[str] = mapped_column(String(16), default="immediate")
-    status: Mapped[str] = mapped_column(String(16), default="pending")   # pending, sent, failed, skipped
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_try_at: Mapped[datetime]
-    last_error: Mapped[str | None] = mapped_column(Text)
-    sent_at: Mapped[datetime | None]
-    claimed_until: Mapped[datetime | None]   # a sender holds the row while status = 'sending'
-    created_at: Mapped[datetime]
+class Tx:
+    """One transaction on a Core connection, with the few unit-of-work habits the code relies on: `get` and
+    `records` hand out tracked Records, `add` inserts at once (so the new id is known), and changed Records are
+    written before any further statement (reads see them) and at commit."""
 
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self._tracked: list[Record] = []
 
-class Meta(Base):
-    __tablename__ = "meta"
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
+    def flush(self) -> None:
+        for rec in self._tracked:
+            if rec._dirty:
+                t = rec._table
+                key = rec._key()
+                values = {k: rec._values[k] for k in rec._dirty}
+                rec._dirty.clear()
+                self.conn.execute(t.update().where(*(t.c[k] == v for k, v in key.items())).values(values))
+
+    def execute(self, stmt, params=None):
+        self.flush()
+        return self.conn.execute(stmt, params)
+
+    def scalars(self, stmt, params=None):
+        return self.execute(stmt, params).scalars()
+
+    def scalar(self, stmt, params=None):
+        return self.execute(stmt, params).scalar()
+
+    def records(self, table: Rows, stmt) -> list[Record]:
+        out = [Record(table.__table__, dict(r._mapping)) for r in self.execute(stmt)]
+        self._tracked += out
+        return out
+
+    def get(self, table: Rows, key: Any) -> Record | None:
+        t = table.__table__
+        (pk,) = t.primary_key
+        found = self.records(table, select(t).where(pk == key))
+        return found[0] if found else None
+
+    def add(self, table: Rows, **values: Any) -> Record:
+        """INSERT now; the Record carries the defaults and the new primary key."""
+        t = table.__table__
+        for c in t.columns:
+            if c.name not in values and c.default is not None and c.default.is_scalar:
+                values[c.name] = c.default.arg
+        given = values
+        values = {c.name: given.get(c.name) for c in t.columns}
+        self.flush()
+        result = self.conn.execute(t.insert().values(given))
+        for c, v in zip(t.primary_key, result.inserted_primary_key):
+            values[c.name] = v
+        rec = Record(t, values)
+        self._tracked.append(rec)
+        return rec
 
 
 class StateCache:
@@ -240,7 +339,7 @@ class Store:
                 self._create_schema()
                 with self.transaction() as s:
                     if s.get(Meta, "schema_version") is None:
-                        s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+                        s.add(Meta, key="schema_version", value=str(SCHEMA_VERSION))
         except ModuleNotFoundError as e:
             raise StoreError(f"database driver missing for {_mask_db(url)}: {e} "
                              "(for PostgreSQL: pip install 'watcher[postgres]')") from None
@@ -257,30 +356,24 @@ class Store:
             # replicas starting together must not race on CREATE TABLE
             with self.engine.begin() as conn:
                 conn.execute(text("SELECT pg_advisory_xact_lock(7457656)"))
-                Base.metadata.create_all(conn)
+                metadata.create_all(conn)
         else:
-            Base.metadata.create_all(self.engine)
+            metadata.create_all(self.engine)
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One ORM transaction. On SQLite, writers of this process queue on a lock instead of SQLite's busy
-        handler, which sleeps in steps of up to 100 ms when threads collide."""
-        with self._write_lock:
-            session = Session(self.engine, expire_on_commit=False)
-            try:
-                with session.begin():
-                    yield session
-            finally:
-                session.close()
+    def transaction(self) -> Iterator[Tx]:
+        """One transaction. On SQLite, writers of this process queue on a lock instead of SQLite's busy handler,
+        which sleeps in steps of up to 100 ms when threads collide."""
+        with self._write_lock, self.engine.begin() as conn:
+            tx = Tx(conn)
+            yield tx
+            tx.flush()
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[Session]:
-        """A session for reads only: no write lock (WAL readers never block)."""
-        session = Session(self.engine, expire_on_commit=False)
-        try:
-            yield session
-        finally:
-            session.close()
+    def read(self) -> Iterator[Tx]:
+        """Reads only: no write lock (WAL readers never block)."""
+        with self.engine.connect() as conn:
+            yield Tx(conn)
 
     @contextlib.contextmanager
     def begin(self):
@@ -319,12 +412,8 @@ class Store:
                 conn.execute(stmt, items)
         return len(items)
 
-    def state(self, session: Session, source_id: str) -> SourceState:
-        st = session.get(SourceState, source_id)
-        if st is None:
-            st = SourceState(source_id=source_id, consecutive_failures=0, baselined=False, entry_count=0, polls=0)
-            session.add(st)
-        return st
+    def state(self, tx: Tx, source_id: str) -> Record:
+        return tx.get(SourceState, source_id) or tx.add(SourceState, source_id=source_id)
 
     def check(self) -> None:
         with self.engine.connect() as conn:

@@ -62,7 +62,7 @@ class _DeliveryCollector:
 
 def atom_feed(store: Store, base_url: str, limit: int = 50) -> bytes:
     with store.transaction() as s:
-        rows = list(s.scalars(select(EventRow).order_by(EventRow.detected_at.desc(), EventRow.id.desc()).limit(limit)))
+        rows = list(s.execute(select(EventRow).order_by(EventRow.detected_at.desc(), EventRow.id.desc()).limit(limit)))
     from watcher.render import one_line, text_body, what
     updated = rows[0].detected_at if rows else None
     stamp = lambda dt: dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
