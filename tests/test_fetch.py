@@ -132,6 +132,29 @@ def test_redirects_are_followed(fetcher, httpserver):
     assert fr.body == b"here" and fr.url.endswith("/new")
 
 
+def test_cookies_a_site_sets_are_sent_back(fetcher, httpserver):
+    """Some government sites set a session cookie and expect it on the next request."""
+    httpserver.expect_request("/list").respond_with_data("first", headers={"Set-Cookie": "sid=abc; Path=/"})
+    assert fetcher.fetch(httpserver.url_for("/list")).body == b"first"
+    fetcher.fetch(httpserver.url_for("/list"))
+    assert "Cookie" not in httpserver.log[0][0].headers
+    assert httpserver.log[1][0].headers.get("Cookie") == "sid=abc"
+
+
+def test_validators_of_one_page_never_reach_another_on_the_same_host(fetcher, httpserver):
+    """Requests to one origin share a header template; each poll's If-None-Match stays its own."""
+    httpserver.expect_request("/a").respond_with_data("a")
+    httpserver.expect_request("/b").respond_with_data("b")
+    fetcher.fetch(httpserver.url_for("/a"), etag='"a1"', last_modified="Mon, 02 Mar 2026 08:00:00 GMT")
+    fetcher.fetch(httpserver.url_for("/b"))
+    fetcher.fetch(httpserver.url_for("/a"), etag='"a2"')
+    (ra, _), (rb, _), (ra2, _) = httpserver.log
+    assert ra.headers["If-None-Match"] == '"a1"' and ra.headers["If-Modified-Since"].startswith("Mon, 02 Mar")
+    assert "If-None-Match" not in rb.headers and "If-Modified-Since" not in rb.headers
+    assert ra2.headers["If-None-Match"] == '"a2"' and "If-Modified-Since" not in ra2.headers
+    assert rb.path == "/b" and ra2.path == "/a"
+
+
 def test_size_cap(fetcher, httpserver):
     httpserver.expect_request("/big").respond_with_data(b"x" * 20000)
     with pytest.raises(FetchError, match="too large"):
