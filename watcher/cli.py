@@ -377,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from watcher.runtime import tune_allocator
+    tune_allocator()
     parser = build_parser()
     args = parser.parse_args(argv)
     for name, default in (("config", None), ("state", None), ("db", None), ("log_level", "info"), ("log_format", "kv")):

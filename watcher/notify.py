@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-import apprise
 from sqlalchemy import or_, select, update
 
 from watcher.config import Channel, Config
@@ -34,6 +33,7 @@ BACKOFF_BASE, BACKOFF_MAX = 30.0, 6 * 3600.0
 # --- sending -------------------------------------------------------------------------------------------------
 
 def _plugin_family(url: str) -> str:
+    import apprise   # imported when there is something to send: a daemon with nothing to deliver stays lighter
     obj = apprise.Apprise.instantiate(url, suppress_exceptions=True)
     name = type(obj).__name__.lower() if obj is not None else ""
     if "slack" in name:
@@ -45,6 +45,7 @@ def _plugin_family(url: str) -> str:
 
 def _body_for(channel: Channel, family: str, events: list[dict[str, Any]], today) -> tuple[str, str, str]:
     """(title, body, apprise body_format) for one event or a digest."""
+    import apprise
     lang = channel.language
     fmt = channel.format or {"slack": "markdown", "email": "html"}.get(family, "text")
     single = len(events) == 1 and events[0].get("_mode") != "digest"
@@ -61,6 +62,7 @@ def _body_for(channel: Channel, family: str, events: list[dict[str, Any]], today
 
 def send(channel: Channel, title: str, body: str, body_format) -> tuple[bool, str]:
     """Send through apprise; returns (ok, error text). Apprise reports failure as a result, not an exception."""
+    import apprise
     asset = apprise.AppriseAsset(app_id="watcher", app_desc="watcher standards monitor", storage_mode="memory")
     ap = apprise.Apprise(asset=asset)
     if not ap.add(channel.url):
