@@ -1,4 +1,5 @@
-"""glibc allocator settings applied by the watcher command (watcher/runtime.py), checked in a real process."""
+"""Process-level properties: glibc allocator settings applied by the watcher command (watcher/runtime.py), and
+the modules a polling process keeps out of its memory. Checked in real processes."""
 
 from __future__ import annotations
 
@@ -45,3 +46,27 @@ def test_operator_environment_wins():
     if not applied:
         pytest.skip("not glibc")
     assert applied == "MALLOC_TRIM_THRESHOLD_" and n == 2
+
+
+POLL_SCRIPT = r"""
+import contextlib, io, json, sys
+from pathlib import Path
+import watcher, watcher.cli
+data = Path(watcher.__file__).parent / "demo_data"
+for snap in ("t0", "t1"):
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = watcher.cli.main(["--config", str(data / "sources.toml"), "--state", sys.argv[1], "--log-level",
+                                 "warning", "once", "--replay", str(data / "replay" / snap), "--json"])
+    assert code == 0, code
+print(json.dumps(sorted(m for m in ("sqlalchemy.orm", "apprise", "numpy", "pydantic", "trio", "anyio")
+                        if m in sys.modules)))
+"""
+
+
+def test_polling_keeps_heavy_modules_out_of_the_process(tmp_path):
+    """The memory figures in bench/README.md rely on these staying out: the ORM (6 MB; the store is Core only),
+    apprise until something is sent, deepdiff's numpy/pydantic, httpcore's async backends."""
+    r = subprocess.run([sys.executable, "-c", POLL_SCRIPT, str(tmp_path / "state")], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"

@@ -320,7 +320,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 class Store:
-    """Engine, schema and a session factory; the pipeline writes through `transaction()`."""
+    """Engine and schema; the pipeline writes through `transaction()`, readers use `read()`."""
 
     def __init__(self, url: str, *, create: bool = True):
         self.url = url
