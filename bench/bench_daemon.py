@@ -31,11 +31,19 @@ def status_mb(pid: int, key: str) -> float:
     return 0.0
 
 
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sources", type=int, default=1000)
     ap.add_argument("--interval", type=int, default=60, help="seconds between polls of a source")
     ap.add_argument("--seconds", type=int, default=200, help="how long to run the daemon")
+    ap.add_argument("--http", action="store_true", help="also serve /metrics (per-source series) on a free port")
     args = ap.parse_args()
     server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("pages_server.py")), str(args.sources)],
                               stdout=subprocess.PIPE, text=True)
@@ -51,7 +59,8 @@ def main() -> None:
             log = Path(d) / "daemon.log"
             with log.open("w") as logf:
                 proc = subprocess.Popen([sys.executable, "-m", "watcher", "--config", str(cfg), "--state",
-                                         str(Path(d) / "state"), "--log-format", "json", "run", "--start-delay", "5"],
+                                         str(Path(d) / "state"), "--log-format", "json", "run", "--start-delay", "5"]
+                                        + (["--http", f"127.0.0.1:{free_port()}"] if args.http else []),
                                         cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT)
                 t0 = time.monotonic()
                 samples: list[tuple[float, float]] = []
@@ -77,7 +86,8 @@ def main() -> None:
                 by_status[p.get("status", "?")] = by_status.get(p.get("status", "?"), 0) + 1
             first_cycle_end = args.interval + 10
             after_first = max((r for t, r in samples if t <= first_cycle_end), default=0.0)
-            print(f"sources={args.sources} interval={args.interval}s ran={args.seconds}s polls={len(polls)} {by_status}")
+            print(f"sources={args.sources} interval={args.interval}s ran={args.seconds}s http={args.http} polls={len(polls)} "
+                  f"{by_status}")
             print(f"rss after start-up {started or 0:.1f}MB  max during the first cycle {after_first:.1f}MB  "
                   f"at the end {samples[-1][1] if samples else 0:.1f}MB  peak (VmHWM) {hwm:.1f}MB")
     finally:

@@ -45,7 +45,6 @@ class Daemon:
     def __init__(self, config: Config, store: Store, state_dir: Path, *, load: Callable[[], Config] | None = None,
                  transport=None, clock: Callable[[], datetime] | None = None, http: str | None = None,
                  sender=None, workers: int | None = None, start_delay: float = 5.0):
-        from watcher.web import Metrics
         self.config = config
         self.store = store
         self.state_dir = Path(state_dir)
@@ -55,7 +54,10 @@ class Daemon:
         self.http_address = http
         self.sender = sender
         self.start_delay = start_delay
-        self.metrics = Metrics(store)
+        self.metrics = None
+        if http:   # nobody could scrape them otherwise; per-source series cost memory (about 2 MB per 1000 sources)
+            from watcher.web import Metrics
+            self.metrics = Metrics(store)
         self.stopping = threading.Event()
         self._config_mtime = self._mtime()
         self._lock = threading.Lock()
@@ -136,7 +138,8 @@ class Daemon:
             if st.last_poll_at and (now - st.last_poll_at).total_seconds() < src.interval / 2 and not src.cron:
                 return None
         out = poll_source(ctx, src)
-        self.metrics.observe(out)
+        if self.metrics:
+            self.metrics.observe(out)
         if out.events and not self.stopping.is_set():
             from watcher.reminders import raise_deadline_reminders
             raise_deadline_reminders(ctx, [source_id])
@@ -147,7 +150,8 @@ class Daemon:
         """Poll immediately, ignoring the interval guard (demo and `once`-like callers)."""
         ctx = self.context()
         out = poll_source(ctx, self.config.sources[source_id])
-        self.metrics.observe(out)
+        if self.metrics:
+            self.metrics.observe(out)
         return out
 
     def run_jobs_only(self) -> int:
