@@ -130,6 +130,10 @@ def test_redirects_are_followed(fetcher, httpserver):
     httpserver.expect_request("/new").respond_with_data("here")
     fr = fetcher.fetch(httpserver.url_for("/old"))
     assert fr.body == b"here" and fr.url.endswith("/new")
+    seen = len(httpserver.log)
+    fr = fetcher.fetch(httpserver.url_for("/old"))          # known to redirect: one request per hop, no more
+    assert fr.body == b"here"
+    assert [r.path for r, _ in httpserver.log[seen:]] == ["/old", "/new"]
 
 
 def test_cookies_a_site_sets_are_sent_back(fetcher, httpserver):

@@ -73,6 +73,7 @@ class Fetcher:
         self._ssl: dict[str | None, object] = {}
         self._templates: dict[tuple, httpx.Request] = {}
         self._transports: dict[tuple[str, str | None], httpx.BaseTransport] = {}
+        self._redirecting: set[httpx.URL] = set()
 
     def _ssl_context(self, ca_bundle: str | None):
         """One TLS context per CA setting: each context loads the CA bundle (~1.5 MB). A source's `ca_bundle` is
@@ -158,17 +159,18 @@ class Fetcher:
             req.headers.update(conditional)
         return req
 
-    @staticmethod
-    def _send(client: httpx.Client, transport: httpx.BaseTransport, req: httpx.Request) -> httpx.Response:
+    def _send(self, client: httpx.Client, transport: httpx.BaseTransport, req: httpx.Request) -> httpx.Response:
         """client.send(req, stream=True) without the layers an ordinary GET does not use (auth, event hooks, the
         cookie jar when no cookie is set: about 12% of an unchanged poll). A redirect, a site that sets cookies,
-        or a POST goes through the client, which follows redirects and keeps the cookies."""
-        if req.method != "GET" or client.cookies:
+        or a POST goes through the client, which follows redirects and keeps the cookies; a URL that redirected
+        once goes through the client from then on."""
+        if req.method != "GET" or client.cookies or req.url in self._redirecting:
             return client.send(req, stream=True)
         r = transport.handle_request(req)
         r.request = req
         if r.has_redirect_location:
             r.close()
+            self._redirecting.add(req.url)
             return client.send(req, stream=True)
         if "set-cookie" in r.headers:
             client.cookies.extract_cookies(r)
