@@ -337,9 +337,6 @@ class Store:
             self.dialect = self.engine.dialect.name
             if create:
                 self._create_schema()
-                with self.transaction() as s:
-                    if s.get(Meta, "schema_version") is None:
-                        s.add(Meta, key="schema_version", value=str(SCHEMA_VERSION))
         except ModuleNotFoundError as e:
             raise StoreError(f"database driver missing for {_mask_db(url)}: {e} "
                              "(for PostgreSQL: pip install 'watcher[postgres]')") from None
@@ -352,13 +349,15 @@ class Store:
         self.touches = TouchBuffer()
 
     def _create_schema(self) -> None:
-        if self.dialect == "postgresql":
-            # replicas starting together must not race on CREATE TABLE
-            with self.engine.begin() as conn:
+        """Tables and the schema version, in one transaction; on PostgreSQL under an advisory lock, so that
+        replicas starting together do not race on CREATE TABLE or on the version row."""
+        with self._write_lock, self.engine.begin() as conn:
+            if self.dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(7457656)"))
-                metadata.create_all(conn)
-        else:
-            metadata.create_all(self.engine)
+            metadata.create_all(conn)
+            t = Meta.__table__
+            if conn.execute(select(t.c.value).where(t.c.key == "schema_version")).first() is None:
+                conn.execute(t.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
