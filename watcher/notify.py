@@ -173,8 +173,8 @@ def digest_due(config: Config, channel: str, oldest: datetime) -> datetime:
 
 def _release(store: Store, group: list[Any]) -> None:
     with store.transaction() as s:
-        for d in group:
-            s.execute(update(Delivery).where(Delivery.id == d.id).values(status="pending", claimed_until=None))
+        s.execute(update(Delivery).where(Delivery.id.in_([d.id for d in group]))
+                  .values(status="pending", claimed_until=None))
 
 
 def _finish(store: Store, group: list[Any], *, ok: bool, error: str, now: datetime, max_attempts: int,

@@ -100,9 +100,8 @@ def write_events(s, ctx: Context, payloads: list[dict[str, Any]], now: datetime)
     return out
 
 
-_STATE = SourceState.__table__
-_READ_STATE = select(_STATE.c.etag, _STATE.c.last_modified, _STATE.c.body_digest, _STATE.c.baselined,
-                     _STATE.c.alerted, _STATE.c.entry_count).where(_STATE.c.source_id == bindparam("sid"))
+_READ_STATE = select(SourceState.etag, SourceState.last_modified, SourceState.body_digest, SourceState.baselined,
+                     SourceState.alerted, SourceState.entry_count).where(SourceState.source_id == bindparam("sid"))
 
 
 def _snapshot_state(ctx: Context, source: Source) -> dict[str, Any]:

@@ -24,10 +24,11 @@ def tune_allocator() -> list[str]:
     import ctypes
     try:
         libc = ctypes.CDLL(None)
-        mallopt, gnu_version = libc.mallopt, libc.gnu_get_libc_version   # musl has no gnu_get_libc_version
-    except (OSError, AttributeError):
+    except OSError:
         return []
-    del gnu_version
+    if not hasattr(libc, "gnu_get_libc_version"):    # musl (Alpine) and others: not glibc
+        return []
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     applied = []
     for param, env, value in SETTINGS:

@@ -126,9 +126,9 @@ class Daemon:
             return None
         ctx = self.context()
         now = ctx.clock()
-        t = SourceState.__table__
         with self.store.engine.connect() as conn:
-            st = conn.execute(select(t.c.not_before, t.c.last_poll_at).where(t.c.source_id == source_id)).first()
+            st = conn.execute(select(SourceState.not_before, SourceState.last_poll_at)
+                              .where(SourceState.source_id == source_id)).first()
         if st is not None:
             if st.not_before and now < st.not_before:
                 log.info("skip", extra={"fields": {"source": source_id, "reason": "Retry-After",

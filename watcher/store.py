@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from sqlalchemy import (
     JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text, UniqueConstraint,
-    bindparam, create_engine, event, func, select, text,
+    bindparam, create_engine, event, func, insert, select, text, update,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -355,9 +355,8 @@ class Store:
             if self.dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(7457656)"))
             metadata.create_all(conn)
-            t = Meta.__table__
-            if conn.execute(select(t.c.value).where(t.c.key == "schema_version")).first() is None:
-                conn.execute(t.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            if conn.execute(select(Meta.value).where(Meta.key == "schema_version")).first() is None:
+                conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
@@ -401,12 +400,12 @@ class Store:
         """Write the buffered unchanged-poll timestamps; returns how many sources were touched."""
         items = self.touches.take()
         if items:
-            t = SourceState.__table__
-            stmt = (t.update().where(t.c.source_id == bindparam("sid"), t.c.alerted.is_(None))
+            t = SourceState
+            stmt = (update(t).where(t.source_id == bindparam("sid"), t.alerted.is_(None))
                     .values(last_poll_at=bindparam("now"), last_success_at=bindparam("now"), consecutive_failures=0,
-                            last_error=None, not_before=None, polls=t.c.polls + bindparam("n"),
-                            last_status="unchanged", etag=func.coalesce(bindparam("etag"), t.c.etag),
-                            last_modified=func.coalesce(bindparam("lm"), t.c.last_modified)))
+                            last_error=None, not_before=None, polls=t.polls + bindparam("n"),
+                            last_status="unchanged", etag=func.coalesce(bindparam("etag"), t.etag),
+                            last_modified=func.coalesce(bindparam("lm"), t.last_modified)))
             with self.begin() as conn:
                 conn.execute(stmt, items)
         return len(items)
