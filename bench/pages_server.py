@@ -1,9 +1,10 @@
 """Loopback server for the benchmark: N list pages of 20 rows, GBK-encoded, no HTTP charset (only <meta>).
 
-Run as a subprocess by bench_cycle.py; prints its port, then serves until killed. It listens on 127.0.0.1 ..
-127.0.0.50 (same port) and answers from pre-rendered bytes with asyncio, so that the benchmark measures watcher
-rather than the server. POST /mutate?count=K rewrites K pages (a new row at the top). With --etag it sends ETags
-and answers If-None-Match with 304.
+Run as a subprocess by bench_cycle.py and bench_urlwatch.py; prints its port, then serves until killed. It listens
+on 127.0.0.1 .. 127.0.0.50 (same port; `--hosts K`: only on the first K of them) and answers from pre-rendered bytes
+with asyncio, so that the benchmark measures the client rather than the server. POST /mutate?count=K rewrites K
+pages (every row gets a new link and title: 20 new entries per page). With --etag it sends ETags and answers
+If-None-Match with 304.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 ETAGS = "--etag" in sys.argv
+HOSTS = int(sys.argv[sys.argv.index("--hosts") + 1]) if "--hosts" in sys.argv else 50
 version = [0] * N
 cache: dict[int, bytes] = {}
 
@@ -74,7 +76,7 @@ async def main() -> None:
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
-    servers = [await asyncio.start_server(handle, f"127.0.0.{k}", port) for k in range(1, 51)]
+    servers = [await asyncio.start_server(handle, f"127.0.0.{k}", port) for k in range(1, HOSTS + 1)]
     print(port, flush=True)
     await asyncio.gather(*(s.serve_forever() for s in servers))
 

@@ -112,8 +112,18 @@ def test_channels_and_subscriptions_are_validated(tmp_path):
         tmp_path, base + '[[subscription]]\nchannels = ["ops"]\nkinds = ["removed"]\n')
     assert "invalid regular expression" in error_of(
         tmp_path, base + '[[subscription]]\nchannels = ["ops"]\nkeywords = ["(unclosed"]\n')
-    msg = error_of(tmp_path, GOOD + '\n[channel.bad]\nurl = "slack://user:hunter2@nothing"\n')
-    assert msg.startswith("sources.toml:9: [channel.bad] url: not a valid apprise URL") and "hunter2" not in msg
+    # the quick check at load knows apprise's schemes; `watcher check` (and the daemon) ask apprise itself
+    assert error_of(tmp_path, GOOD + '\n[channel.bad]\nurl = "slak://x/y/z"\n') == \
+        "sources.toml:9: [channel.bad] url: unknown apprise scheme slak://"
+    from watcher.config import check_channels
+    cfg = load_config(write_config(tmp_path, GOOD + '\n[channel.bad]\nurl = "slack://user:hunter2@nothing"\n'))
+    with pytest.raises(ConfigError) as exc:
+        check_channels(cfg)
+    assert str(exc.value).startswith("sources.toml:9: [channel.bad] url: not a valid apprise URL")
+    assert "hunter2" not in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        check_channels(cfg, in_child=True)          # the daemon's way: apprise runs in a child process
+    assert str(exc.value).startswith("sources.toml:9: [channel.bad] url: not a valid apprise URL")
 
 
 def test_parse_duration():

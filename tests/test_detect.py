@@ -12,9 +12,9 @@ from hypothesis import given, settings, strategies as st
 from conftest import write_config
 from watcher.config import load_config
 from watcher.detect import describe_changes
-from watcher.fetch import Fetcher
 from watcher.fingerprint import digest
-from watcher.pipeline import Context, poll_source
+from watcher.pipeline import poll_source
+from watcher.runner import Runner
 from watcher.store import Store
 
 ROWS = [(f"/portal/article/2/{i:04d}", f"《网络安全技术 示例标准{i}》发布", f"2026-01-{i + 1:02d}") for i in range(12)]
@@ -38,7 +38,7 @@ class Site:
         return httpx.Response(200, text=self.body, headers={"Content-Type": "text/html; charset=utf-8"})
 
 
-def make_ctx(tmp: Path, site: Site) -> Context:
+def make_ctx(tmp: Path, site: Site) -> Runner:
     cfg = load_config(write_config(tmp, """
 [source.notices]
 kind = "css"
@@ -46,8 +46,7 @@ url = "https://www.tc260.org.cn/portal/cms/work/10/2"
 rows = "ul.news-list > li"
 date = "span.date"
 """))
-    return Context(config=cfg, store=Store(f"sqlite:///{tmp / 'w.db'}"),
-                   fetcher=Fetcher(transport=httpx.MockTransport(site.handler)))
+    return Runner(cfg, Store(f"sqlite:///{tmp / 'w.db'}"), transport=httpx.MockTransport(site.handler))
 
 
 @settings(max_examples=40, deadline=None)
@@ -63,7 +62,8 @@ def test_reordering_whitespace_entities_and_window_shifts_yield_no_events(order,
         site.body = page(shuffled, noise=lambda i: noise[i % len(noise)], entity=entity)
         out = poll_source(ctx, src)
         assert out.status == "ok" and out.events == []
-        ctx.store.dispose()
+        ctx.close()
+        ctx.store.close()
 
 
 def test_a_real_edit_is_one_changed_event_with_old_and_new():
@@ -81,7 +81,8 @@ def test_a_real_edit_is_one_changed_event_with_old_and_new():
         assert evs[1]["changes"] == {"title": {"old": "《网络安全技术 示例标准3》发布",
                                                "new": "《网络安全技术 示例标准3》发布（修订）"}}
         assert poll_source(ctx, src).events == []
-        ctx.store.dispose()
+        ctx.close()
+        ctx.store.close()
 
 
 def test_fingerprint_ignores_noise_but_not_content():
@@ -109,8 +110,7 @@ def test_a_status_change_is_one_stage_changed_event_not_two():
 kind = "samr.gb_query"
 url = "https://std.samr.gov.cn/gb/search/gbQueryPage?pageNumber=1"
 """))
-        ctx = Context(config=cfg, store=Store(f"sqlite:///{d}/w.db"),
-                      fetcher=Fetcher(transport=httpx.MockTransport(handler)))
+        ctx = Runner(cfg, Store(f"sqlite:///{d}/w.db"), transport=httpx.MockTransport(handler))
         src = cfg.sources["gb"]
         assert poll_source(ctx, src).events == []
         rows["rows"][0]["STATE"] = "现行"
@@ -119,4 +119,5 @@ url = "https://std.samr.gov.cn/gb/search/gbQueryPage?pageNumber=1"
         assert [e["kind"] for e in evs] == ["stage_changed"]
         assert (evs[0]["previous_stage"], evs[0]["stage"]) == ("published", "in_force")
         assert evs[0]["changes"] == {"status": {"old": "即将实施", "new": "现行"}}
-        ctx.store.dispose()
+        ctx.close()
+        ctx.store.close()

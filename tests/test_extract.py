@@ -152,6 +152,6 @@ def test_css_kind_on_tc260_notices_and_attribute_selectors():
 
 
 def test_registry_lists_every_kind_with_docs():
-    assert set(EXTRACTORS) == {"css", "tc260.suggestions", "samr.std_search", "samr.gb_query", "cac.column",
-                               "cac.jsonlist"}
+    assert set(EXTRACTORS) == {"css", "tc260.suggestions", "samr.std_search", "samr.gb_query", "samr.gb_advanced",
+                               "samr.notices", "cac.column", "cac.jsonlist"}
     assert all((type(x).__doc__ or "").strip() for x in EXTRACTORS.values())

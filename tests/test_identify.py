@@ -116,3 +116,62 @@ def test_encoding_labels_and_boms():
     assert to_text("\ufeff标准".encode("utf-8"))[0] == "标准"
     assert to_text("标准".encode("utf-16"))[0] == "标准"
     assert to_text("标准—朱鎔基".encode("gbk"), "text/html; charset=GB2312")[0] == "标准—朱鎔基"
+
+
+# --- coverage additions: 修订 as a stage, the status vocabulary of coverage §4.10, families of standard numbers ---
+
+@pytest.mark.parametrize("label, stage", [
+    ("修订", "under_revision"), ("已修订", "under_revision"), ("修订中", "under_revision"), (" 修 订 ", "under_revision"),
+    ("制定中", "drafting"), ("正在起草", "drafting"), ("正在审查", "review"), ("正在审批", "approval"),
+    ("正在批准", "approval"), ("正在征求意见", "comment"), ("已发布", "published"), ("即将实施", "published"),
+    ("现行", "in_force"), ("被代替", "superseded"), ("废止", "withdrawn"),
+    ("PUBLISHED", "in_force"), ("TOBEIMP", "published"), ("REPLACED", "superseded"), ("WITHDRAWN", "withdrawn"),
+    ("NOTIMP", "not_implemented"), ("作废", "withdrawn"), ("历史", "superseded"), ("未生效", "published"),
+    ("published", "published"), ("under_revision", "under_revision"),
+])
+def test_status_vocabulary_of_every_site(label, stage):
+    assert stage_from_status(label) == stage
+
+
+def test_under_revision_sits_after_in_force():
+    from watcher.identify import STAGES, stage_label
+    order = list(STAGES)
+    assert order.index("under_revision") == order.index("in_force") + 1
+    assert STAGES["under_revision"] == ("修订", "Under revision")
+    assert stage_label("under_revision") == "Under revision · 修订"
+
+
+@pytest.mark.parametrize("old, new, forward", [
+    ("in_force", "under_revision", True), ("published", "under_revision", True),
+    ("under_revision", "superseded", True), ("under_revision", "withdrawn", True),
+    ("under_revision", "not_implemented", True), ("under_revision", "in_force", False),
+    ("under_revision", "published", False), ("under_revision", "under_revision", False),
+    ("superseded", "under_revision", False), ("withdrawn", "under_revision", False), (None, "under_revision", True),
+])
+def test_forward_moves_around_a_revision(old, new, forward):
+    assert is_forward(old, new) is forward
+
+
+@pytest.mark.parametrize("raw, family", [
+    ("GB/T 22080-2016", "GB/T 22080"), ("GB/T 22080", "GB/T 22080"), ("gbt22080—2016", "GB/T 22080"),
+    ("ＧＢ／Ｔ　２２０８０－２０１６", "GB/T 22080"), ("GBT 22080", "GB/T 22080"), ("GB T 22080", "GB/T 22080"),
+    ("gb/t 35273", "GB/T 35273"), ("GB 45438—2025", "GB 45438"), ("GB/Z 20986-2023", "GB/Z 20986"),
+    ("GBT20485.16-2018", "GB/T 20485.16"), ("GB∕T 22239—2019", "GB/T 22239"), ("《GB/T 7714—2015》", "GB/T 7714"),
+    ("ISO 27001", None), ("", None), (None, None), ("GBX 1", None),
+])
+def test_std_family(raw, family):
+    from watcher.identify import std_family
+    assert std_family(raw) == family
+
+
+@given(prefix=st.sampled_from(["GB", "GB/T", "GB/Z"]), number=st.integers(1, 99999), year=st.integers(1980, 2035),
+       sp=st.sampled_from(SPACES), dash=st.sampled_from(DASHES), slash=st.sampled_from(["/", "／", ""]),
+       width=st.booleans(), with_year=st.booleans())
+def test_family_of_any_spelling_is_the_number_without_its_year(prefix, number, year, sp, dash, slash, width, with_year):
+    from watcher.identify import std_family
+    spelled = prefix.replace("/", slash) + sp + str(number) + (f"{sp}{dash}{sp}{year}" if with_year else "")
+    if width:
+        spelled = to_fullwidth(spelled)
+    assert std_family(spelled) == f"{prefix} {number}"
+    if with_year:
+        assert std_family(normalize_std_no(spelled)) == f"{prefix} {number}"

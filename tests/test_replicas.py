@@ -32,7 +32,7 @@ class Hook:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with lock:
-                    refs.append(int(body["message"].rsplit("#", 1)[-1]))
+                    refs.extend(int(x) for x in re.findall(r"event #(\d+)", body["message"]))
                 self.send_response(200)
                 self.end_headers()
 
@@ -156,5 +156,5 @@ def test_replicas_starting_together_on_an_empty_database(tmp_path):
     assert errors == []
     engine = create_engine(PG_URL)
     with engine.connect() as c:
-        assert c.execute(text("SELECT key, value FROM meta")).all() == [("schema_version", "1")]
+        assert c.execute(text("SELECT key, value FROM meta")).all() == [("schema_version", "2")]
     engine.dispose()

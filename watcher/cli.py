@@ -36,10 +36,12 @@ def _load(args):
     return load_config(config_path)
 
 
-def _store(args):
+def _store(args, *, must_exist: bool = False):
+    """The state store; read-only commands refuse a state that does not exist (a mistyped --state must not
+    create an empty database and show every source as new)."""
     from watcher.store import Store
     _, _, db = _paths(args)
-    return Store(db)
+    return Store(db, must_exist=must_exist)
 
 
 def parse_when(value: str, what: str) -> datetime:
@@ -56,13 +58,12 @@ def _out(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
 
 
-def make_context(args, config, store, *, replay: str | None = None, now: str | None = None):
-    from watcher.fetch import Fetcher
-    from watcher.pipeline import Context
-    from watcher.store import utcnow
+def make_runner(config, store, *, replay: str | None = None, now: str | None = None):
+    """A Runner, answering from a replay snapshot (and at its clock) when asked."""
+    from watcher.runner import Runner
 
     transport = None
-    clock: Callable[[], datetime] = utcnow
+    clock: Callable[[], datetime] | None = None
     if replay:
         from watcher.replay import ReplayTransport, Snapshot
         snap = Snapshot(replay)
@@ -72,16 +73,15 @@ def make_context(args, config, store, *, replay: str | None = None, now: str | N
     if now:
         fixed = parse_when(now, "--now")
         clock = lambda: fixed  # noqa: E731
-    st = config.settings
-    fetcher = Fetcher(user_agent=st.user_agent, max_retry_wait=st.max_retry_wait, host_delay=st.host_delay,
-                      transport=transport)
-    return Context(config=config, store=store, fetcher=fetcher, clock=clock)
+    return Runner(config, store, transport=transport, clock=clock)
 
 
 # --- commands ------------------------------------------------------------------------------------------------
 
 def cmd_check(args) -> int:
+    from watcher.config import check_channels
     config = _load(args)
+    check_channels(config)
     n = len(config.sources)
     print(f"{config.path}: OK ({n} source{'s' if n != 1 else ''}, {len(config.channels)} channels, "
           f"{len(config.subscriptions)} subscriptions)")
@@ -98,54 +98,39 @@ def _select_sources(config, ids: list[str]):
 
 
 def cmd_once(args) -> int:
-    from watcher.pipeline import poll_source
     config = _load(args)
     sources = _select_sources(config, args.sources)
     store = _store(args)
-    ctx = make_context(args, config, store, replay=args.replay, now=args.now)
+    runner = make_runner(config, store, replay=args.replay, now=args.now)
+    code = EXIT_OK
+
+    def report(out) -> None:
+        if out.status == "skipped":
+            print(f"{out.source}: skipped: {out.error} (--force polls it anyway)", file=sys.stderr)
+        elif not args.json:
+            extra = f" ({out.error})" if out.error else ""
+            print(f"{out.source}: {out.status}, {out.entries} entries, {len(out.events)} events{extra}",
+                  file=sys.stderr)
+
     try:
-        events = []
-        for src in sources:
-            try:
-                out = poll_source(ctx, src)
-            except StoreError:
-                raise
-            except Exception as e:  # one source's bug must not stop the others; details go to the log
-                log.exception("poll of %s failed", src.id)
-                print(f"{src.id}: error: {e.__class__.__name__}: {e}", file=sys.stderr)
-                continue
-            events += out.events
-            if not args.json:
-                extra = f" ({out.error})" if out.error else ""
-                print(f"{src.id}: {out.status}, {out.entries} entries, {len(out.events)} events{extra}",
-                      file=sys.stderr)
-        from watcher.reminders import raise_deadline_reminders
-        events += raise_deadline_reminders(ctx, [s.id for s in sources])
+        outcomes = runner.poll_all(sources, force=args.force, on_outcome=report)
+        events = [ev for o in outcomes for ev in o.events]
+        events += runner.reminders([s.id for s in sources])
         for ev in events:
             if args.json:
-                _out(_public(ev))
+                _out(ev.to_json())
             else:
                 print(_human(ev))
         if not args.no_deliver and config.channels:
             from watcher.notify import drain_outbox
-            drain_outbox(ctx.store, config, now=ctx.clock)
+            res = drain_outbox(store, config, now=runner.clock)
+            if res.failed:
+                print(f"watcher: {res.failed} deliveries failed for good (see `watcher status`)", file=sys.stderr)
+                code = EXIT_FAIL
     finally:
-        ctx.store.flush_touches()
-        ctx.fetcher.close()
-    return EXIT_OK
-
-
-PUBLIC_FIELDS = ("id", "kind", "source", "url", "title", "published", "deadline", "plan_no", "std_no", "stage",
-                 "previous_stage", "changes", "detected_at")
-
-
-def _public(ev: dict[str, Any]) -> dict[str, Any]:
-    """The event contract's fields first, then any extra facts (evidence, reason, http_status, ...)."""
-    out = {k: ev.get(k) for k in PUBLIC_FIELDS}
-    for k, v in ev.items():
-        if k not in out and v not in (None, [], {}, "") and not k.startswith("_"):
-            out[k] = v
-    return out
+        runner.close()
+        store.close()
+    return code
 
 
 def _human(ev: dict[str, Any]) -> str:
@@ -156,9 +141,10 @@ def _human(ev: dict[str, Any]) -> str:
 def cmd_events(args) -> int:
     from sqlalchemy import select
     from watcher.store import EventRow
-    store = _store(args)
-    with store.transaction() as s:
-        q = select(EventRow).order_by(EventRow.detected_at.desc(), EventRow.id.desc())
+    from watcher.events import Event
+    store = _store(args, must_exist=True)
+    with store.read() as s:
+        q = select(EventRow.id, EventRow.payload).order_by(EventRow.detected_at.desc(), EventRow.id.desc())
         if args.source:
             q = q.where(EventRow.source_id == args.source)
         if args.since:
@@ -167,8 +153,8 @@ def cmd_events(args) -> int:
             q = q.where(EventRow.kind == args.kind)
         q = q.limit(args.limit)
         for row in s.execute(q):
-            ev = {"id": row.id, **row.payload}
-            print(json.dumps(_public(ev), ensure_ascii=False) if args.json else _human(ev))
+            ev = Event.from_stored(row.id, row.payload)
+            print(json.dumps(ev.to_json(), ensure_ascii=False) if args.json else _human(ev))
     return EXIT_OK
 
 
@@ -176,9 +162,9 @@ def cmd_status(args) -> int:
     from sqlalchemy import func, select
     from watcher.store import Delivery, SourceState
     config = _load(args)
-    store = _store(args)
+    store = _store(args, must_exist=True)
     rows = []
-    with store.transaction() as s:
+    with store.read() as s:
         states = {st.source_id: st for st in s.execute(select(SourceState))}
         for sid, src in config.sources.items():
             st = states.get(sid)
@@ -216,8 +202,8 @@ def cmd_standards(args) -> int:
     from sqlalchemy import select
     from watcher.identify import stage_label
     from watcher.store import Standard
-    store = _store(args)
-    with store.transaction() as s:
+    store = _store(args, must_exist=True)
+    with store.read() as s:
         q = select(Standard).order_by(Standard.updated_at.desc(), Standard.id.desc())
         if args.stage:
             q = q.where(Standard.stage == args.stage)
@@ -236,8 +222,8 @@ def cmd_standards(args) -> int:
 def cmd_standard(args) -> int:
     from watcher.identify import stage_label
     from watcher.standards import lookup, standard_timeline
-    store = _store(args)
-    with store.transaction() as s:
+    store = _store(args, must_exist=True)
+    with store.read() as s:
         rec = lookup(s, args.ident)
         if rec is None:
             print(f"no standard matches {args.ident!r}", file=sys.stderr)
@@ -260,9 +246,14 @@ def cmd_standard(args) -> int:
 
 def cmd_record(args) -> int:
     from watcher.record import record_sources
+    from watcher.runner import Runner
     config = _load(args)
     sources = _select_sources(config, args.sources)
-    n = record_sources(config, sources, Path(args.out))
+    runner = Runner(config, None)
+    try:
+        n = record_sources(runner, sources, Path(args.out))
+    finally:
+        runner.close()
     print(f"recorded {n} responses into {args.out}", file=sys.stderr)
     return EXIT_OK
 
@@ -278,8 +269,11 @@ def cmd_kinds(args) -> int:
 def cmd_deliver(args) -> int:
     from watcher.notify import drain_outbox
     config = _load(args)
-    store = _store(args)
-    res = drain_outbox(store, config, ignore_backoff=args.now, retry_failed=args.retry_failed)
+    store = _store(args, must_exist=True)
+    try:
+        res = drain_outbox(store, config, ignore_backoff=args.now, retry_failed=args.retry_failed, manual=args.now)
+    finally:
+        store.close()
     print(f"sent {res.sent}, failed {res.failed}, retrying later {res.deferred}", file=sys.stderr)
     return EXIT_OK if not res.failed and not res.deferred else EXIT_FAIL
 
@@ -289,8 +283,11 @@ def cmd_notify_test(args) -> int:
     config = _load(args)
     if args.channel not in config.channels:
         raise ConfigError(f"unknown channel {args.channel!r} (defined: {', '.join(config.channels) or 'none'})")
-    ok, detail = send_test(config, config.channels[args.channel])
-    print(f"{args.channel}: {'sent' if ok else 'FAILED'}{': ' + detail if detail else ''}")
+    from watcher.channels import privacy_url
+    channel = config.channels[args.channel]
+    ok, detail = send_test(config, channel)
+    print(f"{args.channel}: {'sent' if ok else 'FAILED'}{': ' + detail if detail else ''} "
+          f"[{privacy_url(channel.url)}]")
     return EXIT_OK if ok else EXIT_FAIL
 
 
@@ -340,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="stdout: one JSON object per event, nothing else")
     sp.add_argument("--now", metavar="ISO", help="pretend the clock says this (default with --replay: observed_at)")
     sp.add_argument("--no-deliver", action="store_true", help="only record; do not send notifications")
+    sp.add_argument("--force", action="store_true",
+                    help="poll even a source whose server asked to wait (a pending Retry-After)")
     sp = add("events", cmd_events, "stored events, newest first")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--source", metavar="ID")
@@ -379,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from watcher.runtime import tune_allocator
     tune_allocator()
+    import signal
+    if hasattr(signal, "SIGXFSZ"):      # a file size limit makes writes fail (EFBIG) instead of killing us
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     parser = build_parser()
     args = parser.parse_args(argv)
     for name, default in (("config", None), ("state", None), ("db", None), ("log_level", "info"), ("log_format", "kv")):

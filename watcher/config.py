@@ -6,17 +6,20 @@ like "30m", got "soon"`. The README's reference is checked against these tables 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from watcher.errors import ConfigError
 from watcher.identify import STAGES
+from watcher.logs import register_secret, register_url_secrets
 
 _DURATION_RE = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -54,11 +57,13 @@ def parse_duration(value: Any) -> float:
 
 
 # --- field declarations --------------------------------------------------------------------------------------
+# Each setting is declared once, as a field of the dataclass it lives in: `opt()` gives its type, default, bounds
+# and help; validation, the defaults and the README reference are derived from these declarations.
 
 @dataclass(frozen=True)
 class Field:
     name: str
-    kind: str            # str, url, duration, int, bool, table, stage, choice, list, cron
+    kind: str            # str, url, duration, int, bool, table, stage, choice, list, cron, selector, apprise, file, days
     default: Any = None
     help: str = ""
     required: bool = False
@@ -78,136 +83,120 @@ class Field:
         }[self.kind]
 
 
-SOURCE_FIELDS: list[Field] = [
-    Field("url", "url", required=True, help="Page to poll. Kept exactly as written (query string included)."),
-    Field("kind", "str", required=True, help="Extractor that turns the page into entries (see Extractors)."),
-    Field("name", "str", help="Human name used in messages (default: the source id)."),
-    Field("method", "choice", "GET", choices=("GET", "POST"), help="HTTP method."),
-    Field("form", "table", help="Form fields sent with method = \"POST\"."),
-    Field("headers", "table", help="Extra request headers (e.g. Referer). Values may use ${ENV}."),
-    Field("interval", "duration", 1800.0, help="How often the daemon polls the source.", minimum=1),
-    Field("cron", "cron", help="Cron expression (Asia/Shanghai) instead of interval, e.g. \"0 9-18 * * 1-5\"."),
-    Field("jitter", "duration", help="Random delay added to each scheduled poll (default 10% of interval)."),
-    Field("timeout", "duration", 20.0, help="Timeout of one HTTP request.", minimum=0.1),
-    Field("retries", "int", 2, help="Extra attempts after a connection error, 5xx or 429 within one poll.", minimum=0),
-    Field("max_bytes", "int", 5_000_000, help="Largest response body accepted.", minimum=1024),
-    Field("enabled", "bool", True, help="Set to false to stop polling without deleting the table."),
-    Field("ca_bundle", "file", help="Extra CA certificates (PEM file) trusted for this source, e.g. a missing intermediate."),
-    Field("alert_after_failures", "int", 3, help="Consecutive failed fetches before a source_failed event.", minimum=1),
-    Field("stage", "stage", help="Stage every entry of this page is at (e.g. a search filtered to plans under comment)."),
-    Field("committee", "str", help="Committee every entry of this page belongs to (e.g. \"TC260\")."),
-    Field("detail_pages", "bool", True, help="Fetch detail pages of new or changed entries (kinds that have them)."),
-    Field("rows", "selector", help="css kind: selector of one element per entry (required for kind = \"css\")."),
-    Field("title", "selector", "a", help="css kind: selector of the title inside a row."),
-    Field("link", "selector", "a@href", help="css kind: selector of the link inside a row (@attr takes an attribute)."),
-    Field("date", "selector", help="css kind: selector of the published date inside a row."),
-    Field("deadline", "selector", help="css kind: selector of the comment deadline inside a row."),
-    Field("summary", "selector", help="css kind: selector of a summary inside a row."),
-]
+def opt(kind: str, default: Any = None, help: str = "", *, required: bool = False, choices: tuple[str, ...] = (),
+        minimum: float | None = None, factory: Any = None) -> Any:
+    """A config field: a dataclass field that carries its own validation spec."""
+    spec = {"kind": kind, "default": default, "help": help, "required": required, "choices": choices,
+            "minimum": minimum}
+    if required:
+        return field(metadata={"spec": spec})
+    if factory is not None:
+        return field(default_factory=factory, metadata={"spec": spec})
+    value = tuple(default) if isinstance(default, list) else default
+    return field(default=value, metadata={"spec": spec})
 
-SETTINGS_FIELDS: list[Field] = [
-    Field("user_agent", "str", None, help="User-Agent header (default names watcher and its version); add a contact address."),
-    Field("max_retry_wait", "duration", 10.0, help="Longest Retry-After honoured inside one poll; longer ones defer to the next poll."),
-    Field("host_delay", "duration", 0.0, help="Pause between two requests to the same host (politeness)."),
-    Field("reminder_days", "days", [7, 1], help="Days before a comment deadline when a deadline_soon event is raised."),
-    Field("delivery_max_attempts", "int", 8, help="Attempts before a delivery is marked failed.", minimum=1),
-    Field("delivery_interval", "duration", 60.0, help="How often the daemon drains the outbox.", minimum=1),
-    Field("workers", "int", 2, help="Threads that poll sources in parallel (network waits overlap; CPU does not).",
-          minimum=1),
-]
 
-CHANNEL_FIELDS: list[Field] = [
-    Field("url", "apprise", required=True, help="Apprise URL of the channel; use ${ENV} for secrets."),
-    Field("format", "choice", None, choices=("text", "markdown", "html"), help="Message body format (default by channel type)."),
-    Field("language", "choice", "both", choices=("en", "zh", "both"), help="Language of labels in messages."),
-    Field("enabled", "bool", True, help="Set to false to keep the channel but send nothing."),
-]
+def specs(cls) -> list[Field]:
+    """The declared config fields of a dataclass, in declaration order."""
+    return [Field(f.name, **f.metadata["spec"]) for f in fields(cls) if "spec" in f.metadata]
 
-SUBSCRIPTION_FIELDS: list[Field] = [
-    Field("channels", "list", required=True, help="Channel ids that receive the matching events."),
-    Field("sources", "list", ["*"], help="Glob patterns of source ids."),
-    Field("kinds", "list", None, help="Event kinds (new, changed, stage_changed, deadline_soon, source_failed, ...)."),
-    Field("stages", "list", None, help="Only events whose entry is at one of these stages."),
-    Field("committees", "list", None, help="Only events attributed to these committees (e.g. TC260)."),
-    Field("keywords", "list", None, help="Regular expressions; at least one must match the title."),
-    Field("mode", "choice", "immediate", choices=("immediate", "digest"), help="Send each event, or a digest."),
-    Field("digest_interval", "duration", 86400.0, help="digest mode: how often a digest is sent.", minimum=60),
-    Field("digest_at", "cron", None, help="digest mode: send at these times instead (cron, Asia/Shanghai), e.g. \"0 9 * * 1-5\"."),
-]
 
-EVENT_KINDS = ("new", "changed", "stage_changed", "deadline_soon", "source_failed", "source_broken", "source_recovered")
+EVENT_KINDS = ("new", "changed", "stage_changed", "deadline_soon", "source_failed", "source_broken", "source_recovered",
+               "channel_failed", "channel_recovered")
+
+# extraction settings: editing one of these re-reads the page and re-baselines silently (no flood of `changed`)
+EXTRACTION_KEYS = ("url", "kind", "method", "form", "stage", "committee", "detail_pages", "rows", "title", "link",
+                   "date", "deadline", "summary")
 
 
 # --- config objects ------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Source:
     id: str
-    url: str
-    kind: str
-    name: str
-    method: str = "GET"
-    form: dict[str, str] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
-    interval: float = 1800.0
-    cron: str | None = None
-    jitter: float | None = None
-    timeout: float = 20.0
-    retries: int = 2
-    max_bytes: int = 5_000_000
-    enabled: bool = True
-    ca_bundle: str | None = None
-    alert_after_failures: int = 3
-    stage: str | None = None
-    committee: str | None = None
-    detail_pages: bool = True
-    rows: str | None = None
-    title: str = "a"
-    link: str = "a@href"
-    date: str | None = None
-    deadline: str | None = None
-    summary: str | None = None
+    url: str = opt("url", required=True, help="Page to poll. Kept exactly as written (query string included).")
+    kind: str = opt("str", required=True, help="Extractor that turns the page into entries (see Extractors).")
+    name: str = opt("str", help="Human name used in messages (default: the source id).")
+    method: str = opt("choice", "GET", choices=("GET", "POST"), help="HTTP method.")
+    form: dict[str, str] = opt("table", help="Form fields sent with method = \"POST\".", factory=dict)
+    headers: dict[str, str] = opt("table", help="Extra request headers (e.g. Referer). Values may use ${ENV}.",
+                                  factory=dict)
+    interval: float = opt("duration", 1800.0, help="How often the daemon polls the source.", minimum=1)
+    cron: str | None = opt("cron", help="Cron expression (Asia/Shanghai) instead of interval, e.g. \"0 9-18 * * 1-5\".")
+    jitter: float | None = opt("duration", help="Random delay added to each scheduled poll (default 10% of interval).")
+    timeout: float = opt("duration", 20.0, help="Longest a whole request may take, first byte to last.", minimum=0.1)
+    retries: int = opt("int", 2, help="Extra attempts after a connection error, 5xx or 429 within one poll.", minimum=0)
+    max_bytes: int = opt("int", 5_000_000, help="Largest response body accepted.", minimum=1024)
+    enabled: bool = opt("bool", True, help="Set to false to stop polling without deleting the table.")
+    ca_bundle: str | None = opt("file", help="Extra CA certificates (PEM file) trusted for this source, e.g. a missing intermediate.")
+    alert_after_failures: int = opt("int", 3, help="Consecutive failed (or broken) polls before a source_failed (source_broken) event.",
+                                    minimum=1)
+    stage: str | None = opt("stage", help="Stage every entry of this page is at (e.g. a search filtered to plans under comment).")
+    committee: str | None = opt("str", help="Committee every entry of this page belongs to (e.g. \"TC260\").")
+    detail_pages: bool = opt("bool", True, help="Fetch detail pages of new or changed entries (kinds that have them).")
+    rows: str | None = opt("selector", help="css kind: selector of one element per entry (required for kind = \"css\").")
+    title: str = opt("selector", "a", help="css kind: selector of the title inside a row.")
+    link: str = opt("selector", "a@href", help="css kind: selector of the link inside a row (@attr takes an attribute).")
+    date: str | None = opt("selector", help="css kind: selector of the published date inside a row.")
+    deadline: str | None = opt("selector", help="css kind: selector of the comment deadline inside a row.")
+    summary: str | None = opt("selector", help="css kind: selector of a summary inside a row.")
     line: int = 0
 
     @property
     def host(self) -> str:
         return urlsplit(self.url).hostname or ""
 
+    @cached_property
+    def config_digest(self) -> str:
+        """A digest of the settings that decide what is extracted (EXTRACTION_KEYS)."""
+        blob = json.dumps({k: getattr(self, k) for k in EXTRACTION_KEYS}, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class Channel:
     id: str
-    url: str
-    format: str | None = None
-    language: str = "both"
-    enabled: bool = True
+    url: str = opt("apprise", required=True, help="Apprise URL of the channel; use ${ENV} for secrets.")
+    format: str | None = opt("choice", None, choices=("text", "markdown", "html"),
+                             help="Message body format (default by channel type).")
+    language: str = opt("choice", "both", choices=("en", "zh", "both"), help="Language of messages.")
+    enabled: bool = opt("bool", True, help="Set to false to keep the channel but send nothing.")
     line: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Subscription:
-    channels: tuple[str, ...]
-    sources: tuple[str, ...] = ("*",)
-    kinds: tuple[str, ...] | None = None
-    stages: tuple[str, ...] | None = None
-    committees: tuple[str, ...] | None = None
-    keywords: tuple[str, ...] | None = None
-    mode: str = "immediate"
-    digest_interval: float = 86400.0
-    digest_at: str | None = None
+    channels: tuple[str, ...] = opt("list", required=True, help="Channel ids that receive the matching events.")
+    sources: tuple[str, ...] = opt("list", ["*"], help="Glob patterns of source ids.")
+    kinds: tuple[str, ...] | None = opt("list", None, help="Event kinds (new, changed, stage_changed, deadline_soon, source_failed, ...).")
+    stages: tuple[str, ...] | None = opt("list", None, help="Only events whose entry is at one of these stages.")
+    committees: tuple[str, ...] | None = opt("list", None, help="Only events attributed to these committees (e.g. TC260).")
+    keywords: tuple[str, ...] | None = opt("list", None, help="Regular expressions; at least one must match the title.")
+    mode: str = opt("choice", "immediate", choices=("immediate", "digest"), help="Send each event, or a digest.")
+    digest_interval: float = opt("duration", 86400.0, help="digest mode: how often a digest is sent.", minimum=60)
+    digest_at: str | None = opt("cron", None, help="digest mode: send at these times instead (cron, Asia/Shanghai), e.g. \"0 9 * * 1-5\".")
     index: int = 0
     line: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
-    user_agent: str | None = None
-    max_retry_wait: float = 10.0
-    host_delay: float = 0.0
-    reminder_days: tuple[int, ...] = (7, 1)
-    delivery_max_attempts: int = 8
-    delivery_interval: float = 60.0
-    workers: int = 2
+    user_agent: str | None = opt("str", None, help="User-Agent header (default names watcher and its version); add a contact address.")
+    max_retry_wait: float = opt("duration", 10.0, help="Longest Retry-After honoured inside one poll; longer ones defer to the next poll.")
+    host_delay: float = opt("duration", 0.0, help="Pause between two requests to the same host (politeness).")
+    reminder_days: tuple[int, ...] = opt("days", [7, 1], help="Days before a comment deadline when a deadline_soon event is raised.")
+    delivery_retry_for: float = opt("duration", 3 * 86400.0, help="How long a failing delivery keeps being retried (backoff 30 s doubling, at most 1 h) before it is marked failed.", minimum=60)
+    delivery_max_attempts: int | None = opt("int", None, help="Also mark a delivery failed after this many attempts (default: no limit within delivery_retry_for).", minimum=1)
+    delivery_interval: float = opt("duration", 60.0, help="How often the daemon drains the outbox (it also sends right after a poll with events).", minimum=1)
+    channel_alert_after: float = opt("duration", 3600.0, help="A channel failing this long raises channel_failed to the other channels.", minimum=1)
+    workers: int = opt("int", 2, help="Threads that poll sources in parallel (network waits overlap; CPU does not).",
+                       minimum=1)
+
+
+SOURCE_FIELDS = specs(Source)
+SETTINGS_FIELDS = specs(Settings)
+CHANNEL_FIELDS = specs(Channel)
+SUBSCRIPTION_FIELDS = specs(Subscription)
 
 
 @dataclass(frozen=True)
@@ -231,7 +220,8 @@ def _show(value: Any) -> str:
 
 
 class _Locator:
-    """Finds the line of a table header or of a key inside a table, by scanning the raw text."""
+    """Finds the line of a table header or of a key inside a table, by scanning the raw text. Built only when an
+    error has to be reported: a valid file is never scanned."""
 
     def __init__(self, text: str):
         self.lines = text.splitlines()
@@ -275,32 +265,46 @@ class _Locator:
 class _Loader:
     def __init__(self, path: Path, text: str):
         self.path = path
-        self.loc = _Locator(text)
+        self.text = text
+        self._loc: _Locator | None = None
+        self._selectors: set[str] = set()      # each distinct selector is validated once
+
+    @property
+    def loc(self) -> _Locator:
+        if self._loc is None:
+            self._loc = _Locator(self.text)
+        return self._loc
 
     def fail(self, line: int, where: str, msg: str) -> ConfigError:
         return ConfigError(f"{self.path.name}:{line}: {where} {msg}".replace("  ", " "))
 
+    def fail_key(self, table: str, key: str, where: str, msg: str) -> ConfigError:
+        return self.fail(self.loc.key(table, key), where, msg)
+
     def interpolate(self, value: str, table: str, key: str) -> str:
+        if "${" not in value:
+            return value
+
         def sub(m: re.Match) -> str:
             name, default = m.group(1), m.group(2)
             if name in os.environ:
-                return os.environ[name]
+                return register_secret(os.environ[name])
             if default is not None:
                 return default
-            raise self.fail(self.loc.key(table, key), f"[{table}] {key}:",
-                            f"environment variable {name} is not set (use ${{{name}:-default}} for a default)")
+            raise self.fail_key(table, key, f"[{table}] {key}:",
+                                f"environment variable {name} is not set (use ${{{name}:-default}} for a default)")
         return _ENV_RE.sub(sub, value)
 
     def convert(self, f: Field, value: Any, table: str) -> Any:
-        line = self.loc.key(table, f.name)
         where = f"[{table}] {f.name}:"
 
         def bad(extra: str = "") -> ConfigError:
-            return self.fail(line, where, f"expected {f.expected}, got {_show(value)}{extra}")
+            shown = "(a value from the environment)" if f.kind == "apprise" else _show(value)
+            return self.fail_key(table, f.name, where, f"expected {f.expected}, got {shown}{extra}")
 
-        if isinstance(value, str) and f.kind not in ("duration",):
-            value = self.interpolate(value, table, f.name)
         k = f.kind
+        if isinstance(value, str) and k not in ("duration", "apprise"):
+            value = self.interpolate(value, table, f.name)
         if k == "file":
             if not isinstance(value, str) or not value.strip():
                 raise bad()
@@ -308,13 +312,13 @@ class _Loader:
             if not path.is_absolute():
                 path = self.path.parent / path
             if not path.is_file():
-                raise self.fail(line, where, f"file not found: {path}")
+                raise self.fail_key(table, f.name, where, f"file not found: {path}")
             if f.name == "ca_bundle":
                 import ssl
                 try:
                     ssl.create_default_context(cafile=str(path))
                 except (ssl.SSLError, OSError, ValueError) as e:
-                    raise self.fail(line, where, f"not a PEM certificate file: {path} ({e})") from None
+                    raise self.fail_key(table, f.name, where, f"not a PEM certificate file: {path} ({e})") from None
             return str(path)
         if k in ("str", "cron", "selector", "stage", "choice", "url", "apprise"):
             if not isinstance(value, str) or not value.strip():
@@ -336,7 +340,7 @@ class _Loader:
                     cron_trigger(value)
                 except ValueError as e:
                     raise bad(f" ({e})") from None
-            if k == "selector":
+            if k == "selector" and value not in self._selectors:
                 css = value.rsplit("@", 1)[0] if "@" in value else value
                 if css:
                     from selectolax.lexbor import LexborHTMLParser
@@ -344,8 +348,13 @@ class _Loader:
                         LexborHTMLParser("<p></p>").css(css)
                     except Exception as e:  # selectolax raises several types for bad selectors
                         raise bad(f" ({e})") from None
+                self._selectors.add(value)
             if k == "apprise":
-                value = self.check_apprise(value, line, where)
+                value = self.interpolate_url(value, table, f.name)
+                from watcher.channels import quick_check
+                why = quick_check(value)
+                if why:
+                    raise self.fail_key(table, f.name, where, why)
             return value
         if k == "duration":
             if isinstance(value, str):
@@ -355,13 +364,13 @@ class _Loader:
             except ValueError:
                 raise bad() from None
             if f.minimum is not None and seconds < f.minimum:
-                raise self.fail(line, where, f"must be at least {f.minimum:g}s, got {_show(value)}")
+                raise self.fail_key(table, f.name, where, f"must be at least {f.minimum:g}s, got {_show(value)}")
             return seconds
         if k == "int":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise bad()
             if f.minimum is not None and value < f.minimum:
-                raise self.fail(line, where, f"must be at least {f.minimum:g}, got {_show(value)}")
+                raise self.fail_key(table, f.name, where, f"must be at least {f.minimum:g}, got {_show(value)}")
             return value
         if k == "bool":
             if not isinstance(value, bool):
@@ -386,12 +395,19 @@ class _Loader:
             return tuple(value)
         raise AssertionError(k)
 
-    def check_apprise(self, url: str, line: int, where: str) -> str:
-        import apprise
-        if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
-            from watcher.logs import mask
-            raise self.fail(line, where, f"not a valid apprise URL: {mask(url)}")
-        return url
+    def interpolate_url(self, value: str, table: str, key: str) -> str:
+        """${ENV} inside a URL: a variable that is the whole value is used as it is; one that is part of a URL
+        is percent-encoded, so `alice@example.com` or `p@ss/w?rd` work as SMTP credentials."""
+        m = _ENV_RE.fullmatch(value.strip())
+        if m:
+            return self.interpolate(value.strip(), table, key)
+
+        def sub(m: re.Match) -> str:
+            raw = self.interpolate(m.group(0), table, key)
+            enc = quote(raw, safe="")
+            register_secret(enc)
+            return enc
+        return _ENV_RE.sub(sub, value)
 
     def fields(self, spec: list[Field], raw: dict, table: str, base: dict | None = None,
                allowed_extra: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -400,7 +416,7 @@ class _Loader:
             if key not in names and key not in allowed_extra:
                 near = [n for n in names if n.startswith(key[:3])]
                 hint = f" (did you mean {near[0]!r}?)" if near else ""
-                raise self.fail(self.loc.key(table, key), f"[{table}] {key}:", f"unknown key{hint}")
+                raise self.fail_key(table, key, f"[{table}] {key}:", f"unknown key{hint}")
         out: dict[str, Any] = {}
         for f in spec:
             if f.name in raw:
@@ -415,7 +431,8 @@ class _Loader:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read and validate a sources.toml; raises ConfigError with file:line for any mistake."""
+    """Read and validate a sources.toml; raises ConfigError with file:line for any mistake. Channel URLs get a
+    quick check here; `check_channels` asks apprise itself (`watcher check`, the daemon at start)."""
     from watcher.extract import EXTRACTORS
 
     path = Path(path)
@@ -423,6 +440,9 @@ def load_config(path: str | Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found (set --config or WATCHER_CONFIG)") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: cannot read config: permission denied for uid {os.getuid()} "
+                          "(the file must be readable by the user watcher runs as)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read config: {e}") from None
     try:
@@ -448,7 +468,10 @@ def load_config(path: str | Path) -> Config:
     defaults = ld.fields([Field(f.name, f.kind, None, f.help, False, f.choices, f.minimum) for f in default_spec],
                          raw_defaults, "defaults")
 
-    settings = Settings(**ld.fields(SETTINGS_FIELDS, data.get("settings", {}), "settings"))
+    raw_settings = data.get("settings", {})
+    if not isinstance(raw_settings, dict):
+        raise ld.fail(ld.loc.table("settings", prefix=True) or 1, "settings:", "must be a table")
+    settings = Settings(**ld.fields(SETTINGS_FIELDS, raw_settings, "settings"))
 
     sources: dict[str, Source] = {}
     raw_sources = data.get("source", {})
@@ -463,24 +486,27 @@ def load_config(path: str | Path) -> Config:
         vals = ld.fields(SOURCE_FIELDS, raw, table, base=defaults)
         kind = vals["kind"]
         if kind not in EXTRACTORS:
-            raise ld.fail(ld.loc.key(table, "kind"), f"[{table}] kind:",
-                          f"unknown kind {kind!r} (known: {', '.join(sorted(EXTRACTORS))})")
+            raise ld.fail_key(table, "kind", f"[{table}] kind:",
+                              f"unknown kind {kind!r} (known: {', '.join(sorted(EXTRACTORS))})")
         if kind == "css" and not vals.get("rows"):
             raise ld.fail(ld.loc.table(table), f"[{table}]", "kind \"css\" needs a rows selector")
         if vals.get("form") and vals.get("method", "GET") != "POST":
-            raise ld.fail(ld.loc.key(table, "form"), f"[{table}] form:", 'only makes sense with method = "POST"')
+            raise ld.fail_key(table, "form", f"[{table}] form:", 'only makes sense with method = "POST"')
         vals.setdefault("name", sid)
-        sources[sid] = Source(id=sid, line=ld.loc.table(table), **vals)
+        sources[sid] = Source(id=sid, **vals)
 
     channels: dict[str, Channel] = {}
     raw_channels = data.get("channel", {})
+    if not isinstance(raw_channels, dict):
+        raise ld.fail(1, "channel:", "channels are tables named [channel.ID]")
     for cid, raw in raw_channels.items():
         table = f"channel.{cid}"
         if not _ID_RE.match(cid):
             raise ld.fail(ld.loc.table(table), f"[{table}]", "channel id may use letters, digits, '-', '_' and '.'")
         if not isinstance(raw, dict):
             raise ld.fail(1, f"[{table}]", "must be a table")
-        channels[cid] = Channel(id=cid, line=ld.loc.table(table), **ld.fields(CHANNEL_FIELDS, raw, table))
+        channels[cid] = Channel(id=cid, **ld.fields(CHANNEL_FIELDS, raw, table))
+        register_url_secrets(channels[cid].url)
 
     subs: list[Subscription] = []
     raw_subs = data.get("subscription", [])
@@ -488,12 +514,43 @@ def load_config(path: str | Path) -> Config:
         raise ld.fail(ld.loc.table("subscription"), "[subscription]", "use [[subscription]] (an array of tables)")
     for i, raw in enumerate(raw_subs):
         table = f"subscription#{i}"
-        line = ld.loc.table(table)
         where = f"[[subscription]] #{i + 1}"
+        if not isinstance(raw, dict):
+            raise ld.fail(ld.loc.table(table), where, "must be a table")
         vals = ld.fields(SUBSCRIPTION_FIELDS, raw, table)
         _check_subscription(ld, vals, table, where, channels, sources)
-        subs.append(Subscription(index=i, line=line, **vals))
+        subs.append(Subscription(index=i, **vals))
     return Config(path=path, sources=sources, channels=channels, subscriptions=tuple(subs), settings=settings)
+
+
+def check_channels(config: Config, *, in_child: bool = False) -> None:
+    """Ask apprise whether each channel URL is valid; raises ConfigError naming the channel and its line. With
+    `in_child`, apprise runs in a short-lived child process so the caller (the daemon) never holds its plugins."""
+    chans = list(config.channels.values())
+    if not chans:
+        return
+    if in_child:
+        import subprocess
+        import sys
+        r = subprocess.run([sys.executable, "-m", "watcher.channels", "--check"], input="\n".join(c.url for c in chans),
+                           capture_output=True, text=True, timeout=120)
+        problems = {}
+        for line in r.stdout.splitlines():
+            idx, _, why = line.partition(": ")
+            if idx.isdigit():
+                problems[int(idx)] = why
+        if r.returncode not in (0, 1):
+            from watcher.logs import mask
+            raise ConfigError(f"cannot check channel URLs: {mask(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else str(r.returncode))}")
+    else:
+        from watcher.channels import deep_check
+        problems = {i: why for i, c in enumerate(chans) if (why := deep_check(c.url))}
+    if problems:
+        i = min(problems)
+        text = config.path.read_text(encoding="utf-8") if config.path.exists() else ""
+        ld = _Loader(config.path, text)
+        table = f"channel.{chans[i].id}"
+        raise ld.fail_key(table, "url", f"[{table}] url:", problems[i])
 
 
 def _check_subscription(ld: _Loader, vals: dict, table: str, where: str, channels: dict, sources: dict) -> None:

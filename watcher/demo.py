@@ -3,12 +3,11 @@ as it would be sent and ending with the per-standard timelines."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
-
-from watcher.cli import parse_when
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo_data"
 
@@ -36,7 +35,7 @@ def run_demo(args) -> int:
     import logging
     if args.log_level == "info":      # the demo's own output is the point; poll lines would drown it
         logging.getLogger().setLevel(logging.WARNING)
-    state = Path(args.state or "state") / "demo"
+    state = Path(args.state or os.environ.get("WATCHER_STATE_DIR") or "state") / "demo"
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True, exist_ok=True)
     config = load_config(DEMO_DIR / "sources.toml")
@@ -57,7 +56,7 @@ def run_demo(args) -> int:
 
     transport = SwitchableReplay()
     daemon = Daemon(config, store, state, transport=transport, clock=lambda: clock_box["now"],
-                    sender=console_sender)
+                    sender=console_sender, background_sender=False)
     snapshots = sorted(p.name for p in (DEMO_DIR / "replay").iterdir() if (p / "manifest.toml").exists())
 
     from datetime import timedelta, timezone
@@ -68,14 +67,19 @@ def run_demo(args) -> int:
         name = snapshots[i]
         snap = Snapshot(DEMO_DIR / "replay" / name)
         transport.inner = ReplayTransport(snap)
-        clock_box["now"] = parse_when(str(snap.observed_at), "observed_at")
+        clock_box["now"] = datetime.fromisoformat(str(snap.observed_at).replace("Z", "+00:00"))
         out.write(f"\n=== {name} · {snap.observed_at} ===\n{snap.description}\n")
-        for src in daemon.config.sources.values():
-            o = daemon.poll_job_now(src.id)
-            out.write(f"  {src.id:20} {o.status:9} entries={o.entries:<3} events={len(o.events)}"
+
+        def line(o) -> None:
+            out.write(f"  {o.source:20} {o.status:9} entries={o.entries:<3} events={len(o.events)}"
                       f"{'  (' + o.error + ')' if o.error else ''}\n")
-        daemon.deliver_job()
-        store.flush_touches()
+
+        daemon.runner.poll_all(list(daemon.config.sources.values()), force=True, on_outcome=line)
+        reminders = daemon.runner.reminders()
+        if reminders:
+            out.write(f"  {len(reminders)} deadline reminder(s) due\n")
+        daemon.sender.drain_now()
+        store.flush()
         out.flush()
         if i + 1 < len(snapshots):   # the next snapshot only once this one is done: cycles never overlap
             daemon.scheduler.add_job(cycle, DateTrigger(datetime.now(timezone.utc) + timedelta(seconds=args.speed)),
@@ -89,7 +93,7 @@ def run_demo(args) -> int:
     daemon.run_jobs_only()
     _print_timelines(store, out)
     out.write(f"\nState of this demo: {state}. Next: edit sources.toml and run `watcher run`.\n")
-    store.dispose()
+    store.close()
     return 0
 
 
@@ -99,7 +103,7 @@ def _print_timelines(store, out) -> None:
     from watcher.standards import standard_timeline
     from watcher.store import Standard
     out.write("\n=== standards and their timelines ===\n")
-    with store.transaction() as s:
+    with store.read() as s:
         for rec in s.execute(select(Standard).order_by(Standard.id)).all():
             timeline = standard_timeline(s, rec)
             moves = [t for t in timeline if t.stage]

@@ -17,6 +17,14 @@ def write_heartbeat(state_dir: Path, **info) -> None:
     os.replace(tmp, state_dir / HEARTBEAT)
 
 
+def remove_heartbeat(state_dir: Path) -> None:
+    """Make `watcher healthcheck` fail now (unlinking needs no free space)."""
+    try:
+        (state_dir / HEARTBEAT).unlink()
+    except OSError:
+        pass
+
+
 def heartbeat_age(state_dir: Path) -> float | None:
     try:
         data = json.loads((state_dir / HEARTBEAT).read_text(encoding="utf-8"))

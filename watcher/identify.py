@@ -13,7 +13,9 @@ import unicodedata
 log = logging.getLogger(__name__)
 
 # Stage ids in lifecycle order, with their Chinese labels. `rank` orders forward moves; the last three are
-# terminal states that may follow any stage.
+# terminal states that may follow any stage. `under_revision` (修订: a revision project of a standard in force exists)
+# follows `in_force`; it can end only in a terminal state (the old edition superseded or withdrawn), never go back to
+# `in_force`.
 STAGES: dict[str, tuple[str, str]] = {
     "preliminary": ("预研", "Preliminary work"),
     "approved": ("立项", "Project approved"),
@@ -23,6 +25,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "approval": ("报批", "Submitted for approval"),
     "published": ("发布", "Published"),
     "in_force": ("实施", "In force"),
+    "under_revision": ("修订", "Under revision"),
     "superseded": ("被代替", "Superseded"),
     "withdrawn": ("废止", "Withdrawn"),
     "not_implemented": ("暂不实施", "Not implemented"),
@@ -47,6 +50,15 @@ STATUS_LABELS: dict[str, str] = {
     "拟立项": "preliminary", "立项公示": "approved", "已征求意见": "comment", "征求意见结束": "comment",
     "已送审": "review", "待审查": "review", "已报批": "approval", "已批准": "approval", "批准发布": "published",
     "已实施": "in_force", "有效期内": "in_force", "已代替": "superseded", "被替代": "superseded", "作废止": "withdrawn",
+    # std.samr gbDetailed label 修订 (coverage §3.2, §4.3) and the ndls 已修订 (§4.10): a revision is under way
+    "修订": "under_revision", "已修订": "under_revision", "修订中": "under_revision", "正在修订": "under_revision",
+    # plan progress strings (gbAdvancedSearchPage CURRENT_LINK, §1.2.2; 正在审批 reported, the others expected)
+    "正在审批": "approval", "审批": "approval", "审批中": "approval", "正在报批": "approval", "正在送审": "review",
+    # openstd std_list p.p5 codes (sources.md §2.2, coverage §4.10): PUBLISHED is 现行, TOBEIMP 即将实施
+    "PUBLISHED": "in_force", "TOBEIMP": "published", "REPLACED": "superseded", "WITHDRAWN": "withdrawn",
+    "NOTIMP": "not_implemented",
+    # ndls (RambowHy STATUS_MAP, §4.10): 历史 is an old edition, 未生效 published but not yet in force
+    "历史": "superseded", "未生效": "published",
 }
 _unknown_logged: set[str] = set()
 _COMMENT_RE = re.compile(r"征求[\s\S]{0,60}?意见")   # 关于征求《…》意见的通知
@@ -101,6 +113,23 @@ def find_std_nos(text: str) -> list[str]:
         if no not in out:
             out.append(no)
     return out
+
+
+_FAMILY_RE = re.compile(r"(?<![A-Za-z])GB\s*(?:[/／∕⁄]?\s*([TZtz])(?![A-Za-z]))?\s*(\d{1,5}(?:\s*\.\s*\d{1,3})*)", re.I)
+
+
+def std_family(s: str | None) -> str | None:
+    """The standard a number belongs to, without its year: `GB/T 22080-2016`, `gbt22080`, `ＧＢ／Ｔ　２２０８０—２０１６`
+    -> `GB/T 22080` (every edition of GB/T 22080); None when there is no GB number."""
+    if not s:
+        return None
+    t = _DASH_RE.sub("-", _nfkc(s))
+    m = _FAMILY_RE.search(t)
+    if not m:
+        return None
+    suffix = (m.group(1) or "").upper()
+    number = re.sub(r"\s+", "", m.group(2))
+    return f"GB{'/' + suffix if suffix else ''} {number}"
 
 
 def normalize_plan_no(s: str | None) -> str | None:

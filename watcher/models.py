@@ -30,6 +30,9 @@ class Entry:
     act_date: str | None = None
     attachments: list[dict[str, str]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    title_en: str | None = None        # the official English title, when the page gives one
+    replaces: list[str] = field(default_factory=list)      # standard numbers this one replaces (normalised)
+    replaced_by: list[str] = field(default_factory=list)   # standard numbers that replace this one (normalised)
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}

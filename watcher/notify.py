@@ -1,82 +1,61 @@
-"""Outbox: deliveries are written with their events (same transaction), then drained through apprise.
+"""The outbox: deliveries are written with their events (same transaction), then sent by a sender.
 
-A sender claims due rows (status 'sending' with a lease; `FOR UPDATE SKIP LOCKED` on PostgreSQL so replicas never
-share a row), sends, and marks each row sent, or pending with exponential backoff, or failed after the last
-attempt. A process killed between sending and marking leaves a 'sending' row whose lease expires: that row may be
-sent twice, nothing is ever lost.
+Claims are small, leased and fenced: a sender claims a few due rows under a token (`FOR UPDATE SKIP LOCKED` on
+PostgreSQL), renews the lease right before each send and marks a row sent only while its token still holds the
+row, so two replicas, or `watcher deliver` beside a daemon, never send the same row twice. A sender asked to stop
+finishes the message in flight and hands the rest of its claim back at once. Rows held by a process of this host
+that no longer runs are taken back without waiting for the lease.
+
+Failures retry with capped exponential backoff until `delivery_retry_for` has passed since the event (default
+3 days); a manual `deliver --now` does not use up the schedule. A channel failing for longer than
+`channel_alert_after` raises one `channel_failed` event to the other channels, and `channel_recovered` once it
+works again.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
+from watcher.channels import family as channel_family, send as channel_send
 from watcher.config import Channel, Config
+from watcher.events import Event, write_events
 from watcher.logs import mask
-from watcher.render import (
-    digest_html, digest_markdown, digest_subject, digest_text, html_body, markdown_body, subject, text_body,
-)
+from watcher.render import render_digest, render_single
 from watcher.reminders import CHINA
-from watcher.store import Delivery, EventRow, Store, utcnow
+from watcher.store import ChannelState, Delivery, EventRow, Store, utcnow
 from watcher.subscribe import matches  # noqa: F401  (re-exported for callers of notify)
 
 log = logging.getLogger("watcher.notify")
 
 LEASE = timedelta(seconds=120)
-BACKOFF_BASE, BACKOFF_MAX = 30.0, 6 * 3600.0
+CLAIM_SIZE = 10
+BACKOFF_BASE, BACKOFF_MAX = 30.0, 3600.0
+HOST = socket.gethostname()[:40]
 
 
 # --- sending -------------------------------------------------------------------------------------------------
 
-def _plugin_family(url: str) -> str:
-    import apprise   # imported when there is something to send: a daemon with nothing to deliver stays lighter
-    obj = apprise.Apprise.instantiate(url, suppress_exceptions=True)
-    name = type(obj).__name__.lower() if obj is not None else ""
-    if "slack" in name:
-        return "slack"
-    if "email" in name or "mail" in name:
-        return "email"
-    return "other"
+def send(channel: Channel, title: str, body: str, body_format: str) -> tuple[bool, str]:
+    """Send one message through apprise; (ok, error text)."""
+    return channel_send(channel.url, title, body, body_format)
 
 
-def _body_for(channel: Channel, family: str, events: list[dict[str, Any]], today) -> tuple[str, str, str]:
-    """(title, body, apprise body_format) for one event or a digest."""
-    import apprise
-    lang = channel.language
-    fmt = channel.format or {"slack": "markdown", "email": "html"}.get(family, "text")
-    single = len(events) == 1 and events[0].get("_mode") != "digest"
-    if single:
-        ev = events[0]
-        title = subject(ev, lang)
-        body = {"markdown": markdown_body, "html": html_body, "text": text_body}[fmt](ev, lang, today)
-    else:
-        title = digest_subject(events)
-        body = {"markdown": digest_markdown, "html": digest_html, "text": digest_text}[fmt](events, lang, today)
-    return title, body, {"markdown": apprise.NotifyFormat.MARKDOWN, "html": apprise.NotifyFormat.HTML,
-                         "text": apprise.NotifyFormat.TEXT}[fmt]
-
-
-def send(channel: Channel, title: str, body: str, body_format) -> tuple[bool, str]:
-    """Send through apprise; returns (ok, error text). Apprise reports failure as a result, not an exception."""
-    import apprise
-    asset = apprise.AppriseAsset(app_id="watcher", app_desc="watcher standards monitor", storage_mode="memory")
-    ap = apprise.Apprise(asset=asset)
-    if not ap.add(channel.url):
-        return False, f"channel {channel.id}: invalid apprise URL {mask(channel.url)}"
-    try:
-        result = ap.notify(body=body, title=title, body_format=body_format)
-    except Exception as e:  # a plugin bug must not kill the sender; the row stays retryable
-        return False, mask(f"{e.__class__.__name__}: {e}")
-    if result:
-        return True, ""
-    msgs = [f"{entry.level}: {entry.message}" for entry in result.logs()
-            if entry.level in ("WARNING", "ERROR", "CRITICAL")]
-    status = getattr(result.status, "name", str(result.status))
-    return False, mask(f"{status}: " + (" | ".join(msgs[-3:]) or "no detail from apprise"))[:2000]
+def message_for(channel: Channel, events: list[Event], today, *, digest: bool = False) -> tuple[str, str, str]:
+    """(title, body, body format) of one message for a channel."""
+    fam = channel_family(channel.url)
+    if digest:
+        return render_digest(events, fam, channel.format, channel.language, today)
+    return render_single(events, fam, channel.format, channel.language, today)
 
 
 @dataclass
@@ -84,74 +63,362 @@ class DrainResult:
     sent: int = 0
     failed: int = 0
     deferred: int = 0
+    lost: int = 0          # claims another sender took over (never sent twice)
 
 
-def _claim(store: Store, now: datetime, *, ignore_backoff: bool, retry_failed: bool, limit: int) -> list[int]:
-    with store.transaction() as s:
-        conds = [Delivery.status == "pending"]
+def _owner_alive(token: str | None) -> bool:
+    """Whether the process that made a claim token could still be sending. Tokens are host:pid:random; only
+    this host's processes can be checked."""
+    if not token:
+        return False
+    host, _, rest = token.partition(":")
+    pid_s, _, _ = rest.partition(":")
+    if host != HOST or not pid_s.isdigit():
+        return True                     # another host: trust its lease
+    pid = int(pid_s)
+    if pid == os.getpid():
+        return token in _MY_TOKENS
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_MY_TOKENS: set[str] = set()
+
+
+class Outbox:
+    """Claims, fences and finishes deliveries for one process."""
+
+    def __init__(self, store: Store, config: Config, *, now: Callable[[], datetime] = utcnow,
+                 sender: Callable = send):
+        self.store = store
+        self.config = config
+        self.now = now
+        self.sender = sender
+        self.stopping = threading.Event()
+
+    # --- claims --------------------------------------------------------------------------------------------
+
+    def _take_back_orphans(self, t: datetime) -> None:
+        """Rows left 'sending' by a process of this host that is gone: pending again at once."""
+        with self.store.read() as conn:
+            rows = conn.execute(select(Delivery.id, Delivery.claim_token).where(
+                Delivery.status == "sending", Delivery.claimed_until >= t)).all()
+        dead = [r.id for r in rows if not _owner_alive(r.claim_token)]
+        if dead:
+            with self.store.write() as w:
+                w.execute(update(Delivery).where(Delivery.id.in_(dead), Delivery.status == "sending")
+                          .values(status="pending", claim_token=None, claimed_until=None))
+            log.info("took back %d deliveries claimed by a process that is gone", len(dead))
+
+    def claim(self, *, ignore_backoff: bool = False, retry_failed: bool = False, limit: int = CLAIM_SIZE,
+              exclude_digests: bool = True, channel: str | None = None) -> tuple[str, list[Any]]:
+        t = self.now()
+        token = f"{HOST}:{os.getpid()}:{secrets.token_hex(4)}"
+        conds = [Delivery.status == "pending",
+                 and_(Delivery.status == "sending", Delivery.claimed_until < t)]    # a lease ran out
         if retry_failed:
             conds.append(Delivery.status == "failed")
-        # a 'sending' row whose lease ran out belongs to a sender that died
-        conds.append((Delivery.status == "sending") & (Delivery.claimed_until < now))
-        q = select(Delivery).where(or_(*conds))
+        q = select(Delivery.id).where(or_(*conds))
         if not ignore_backoff:
-            q = q.where(or_(Delivery.next_try_at <= now, Delivery.status == "failed", Delivery.status == "sending"))
+            q = q.where(or_(Delivery.next_try_at <= t, Delivery.status != "pending"))
+        if exclude_digests:
+            q = q.where(Delivery.mode != "digest")
+        if channel is not None:
+            q = q.where(Delivery.channel == channel)
         q = q.order_by(Delivery.id).limit(limit)
-        if store.dialect == "postgresql":
+        if self.store.dialect == "postgresql":
             q = q.with_for_update(skip_locked=True)
-        rows = s.records(Delivery, q)
+        with self.store.write() as w:
+            ids = list(w.scalars(q))
+            if not ids:
+                return token, []
+            _MY_TOKENS.add(token)
+            w.execute(update(Delivery).where(Delivery.id.in_(ids))
+                      .values(status="sending", claim_token=token, claimed_until=t + LEASE))
+            rows = w.execute(select(Delivery).where(Delivery.id.in_(ids), Delivery.claim_token == token)
+                             .order_by(Delivery.id)).all()
+        return token, rows
+
+    def _renew(self, token: str, ids: list[int]) -> list[int]:
+        """Extend the lease on rows this claim still holds, right before sending them; returns those ids."""
+        t = self.now()
+        with self.store.write() as w:
+            w.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.claim_token == token,
+                                             Delivery.status == "sending").values(claimed_until=t + LEASE))
+            return list(w.scalars(select(Delivery.id).where(Delivery.id.in_(ids), Delivery.claim_token == token,
+                                                            Delivery.status == "sending")))
+
+    def release(self, token: str) -> int:
+        """Hand back every row of a claim that is not finished (pending again, no backoff added)."""
+        with self.store.write() as w:
+            n = w.execute(update(Delivery).where(Delivery.claim_token == token, Delivery.status == "sending")
+                          .values(status="pending", claim_token=None, claimed_until=None)).rowcount
+        _MY_TOKENS.discard(token)
+        return n
+
+    # --- one drain -----------------------------------------------------------------------------------------
+
+    def drain(self, *, ignore_backoff: bool = False, retry_failed: bool = False, manual: bool = False,
+              max_rounds: int = 1000, channel: str | None = None) -> DrainResult:
+        """Send every due delivery (of one channel, or all): immediate ones in small claims, then each channel's
+        digest when it is due."""
+        res = DrainResult()
+        self._take_back_orphans(self.now())
+        for _ in range(max_rounds):
+            if self.stopping.is_set():
+                break
+            token, rows = self.claim(ignore_backoff=ignore_backoff, retry_failed=retry_failed, exclude_digests=True,
+                                     channel=channel)
+            if not rows:
+                break
+            try:
+                self._send_immediate(token, rows, res, manual=manual or ignore_backoff)
+            finally:
+                self.release(token)
+        if not self.stopping.is_set():
+            self._send_digests(res, force=ignore_backoff, retry_failed=retry_failed, manual=manual or ignore_backoff,
+                               channel=channel)
+        self.check_channels()
+        return res
+
+    def _events(self, ids: set[int]) -> dict[int, Event]:
+        with self.store.read() as conn:
+            return {e.id: Event.from_stored(e.id, e.payload)
+                    for e in conn.execute(select(EventRow.id, EventRow.payload).where(EventRow.id.in_(ids)))}
+
+    def _send_immediate(self, token: str, rows: list[Any], res: DrainResult, *, manual: bool) -> None:
+        today = self.now().astimezone(CHINA).date()
+        events = self._events({d.event_id for d in rows})
+        groups: dict[tuple[str, str], list[Any]] = {}
         for d in rows:
-            if d.status == "failed":
-                d.attempts = 0
-            d.status, d.claimed_until = "sending", now + LEASE
-        return [d.id for d in rows]
+            channel = self.config.channels.get(d.channel)
+            if channel is None or not channel.enabled:
+                self._finish(token, [d], ok=False, error=f"channel {d.channel} is no longer configured", manual=False,
+                             res=res, give_up=True)
+                continue
+            # one fact, one message: events of one cycle about the same standard go out together
+            ev = events.get(d.event_id)
+            key = _group_key(ev) if ev is not None else f"event:{d.event_id}"
+            groups.setdefault((d.channel, key), []).append(d)
+        for (ch, _), group in groups.items():
+            if self.stopping.is_set():
+                return
+            self._send_group(token, self.config.channels[ch], group, events, res, today=today, manual=manual)
+
+    def _send_group(self, token: str, channel: Channel, group: list[Any], events: dict[int, Event],
+                    res: DrainResult, *, today, manual: bool, digest: bool = False) -> None:
+        held = self._renew(token, [d.id for d in group])
+        group = [d for d in group if d.id in held]
+        if not group:
+            res.lost += 1
+            return
+        evs = [events[d.event_id] for d in group if d.event_id in events]
+        title, body, fmt = message_for(channel, evs, today, digest=digest)
+        ok, err = self.sender(channel, title, body, fmt)
+        self._finish(token, group, ok=ok, error=err, manual=manual, res=res)
+        self._channel_result(channel, ok, err)
+
+    def _send_digests(self, res: DrainResult, *, force: bool, retry_failed: bool, manual: bool,
+                      channel: str | None = None) -> None:
+        """Each channel's pending digest rows go out as one message once the oldest is due."""
+        t = self.now()
+        statuses = ["pending", "failed"] if retry_failed else ["pending"]
+        q = select(Delivery.channel, func.min(Delivery.created_at)).where(
+            Delivery.mode == "digest", Delivery.status.in_(statuses)).group_by(Delivery.channel)
+        if channel is not None:
+            q = q.where(Delivery.channel == channel)
+        with self.store.read() as conn:
+            oldest = {ch: first for ch, first in conn.execute(q)}
+        for ch, first in oldest.items():
+            channel = self.config.channels.get(ch)
+            if channel is None or self.stopping.is_set():
+                continue
+            if not force and t < digest_due(self.config, ch, first):
+                continue
+            token = f"{HOST}:{os.getpid()}:{secrets.token_hex(4)}"
+            _MY_TOKENS.add(token)
+            q = select(Delivery.id).where(Delivery.channel == ch, Delivery.mode == "digest",
+                                          Delivery.status.in_(statuses)).order_by(Delivery.id).limit(500)
+            if self.store.dialect == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            with self.store.write() as w:
+                ids = list(w.scalars(q))
+                if ids:
+                    w.execute(update(Delivery).where(Delivery.id.in_(ids)).values(
+                        status="sending", claim_token=token, claimed_until=t + LEASE))
+                rows = w.execute(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
+            try:
+                if rows:
+                    events = self._events({d.event_id for d in rows})
+                    self._send_group(token, channel, rows, events, res, today=t.astimezone(CHINA).date(),
+                                     manual=manual, digest=True)
+            finally:
+                self.release(token)
+
+    def _finish(self, token: str, group: list[Any], *, ok: bool, error: str, manual: bool, res: DrainResult,
+                give_up: bool = False) -> None:
+        """Record the result on rows this claim still holds (fenced by the token)."""
+        t = self.now()
+        st = self.config.settings
+        error = mask(error or "")
+        with self.store.write() as w:
+            for d in group:
+                where = and_(Delivery.id == d.id, Delivery.claim_token == token, Delivery.status == "sending")
+                attempts = (d.attempts or 0) + (0 if manual and not ok else 1)
+                if ok:
+                    n = w.execute(update(Delivery).where(where).values(
+                        status="sent", sent_at=t, last_error=None, attempts=attempts, claim_token=None,
+                        claimed_until=None)).rowcount
+                    res.sent += n
+                    if not n:
+                        log.warning("delivery %s was sent, but another sender had taken it over", d.id)
+                    continue
+                expired = t - d.created_at >= timedelta(seconds=st.delivery_retry_for)
+                too_many = st.delivery_max_attempts is not None and attempts >= st.delivery_max_attempts
+                if give_up or (not manual and (expired or too_many)):
+                    w.execute(update(Delivery).where(where).values(
+                        status="failed", last_error=error, attempts=attempts, claim_token=None, claimed_until=None))
+                    res.failed += 1
+                    log.error("delivery %s to %s failed for good after %d attempts: %s", d.id, d.channel, attempts,
+                              error)
+                    continue
+                values: dict[str, Any] = {"status": "pending", "last_error": error, "attempts": attempts,
+                                          "claim_token": None, "claimed_until": None}
+                if not manual:
+                    wait = min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
+                    values["next_try_at"] = t + timedelta(seconds=wait)
+                    log.warning("delivery %s to %s failed (attempt %d), retry in %ds: %s", d.id, d.channel,
+                                attempts, int(wait), error)
+                w.execute(update(Delivery).where(where).values(**values))
+                res.deferred += 1
+
+    # --- channel health ------------------------------------------------------------------------------------
+
+    def _channel_result(self, channel: Channel, ok: bool, err: str) -> None:
+        t = self.now()
+        with self.store.write() as w:
+            row = w.execute(select(ChannelState).where(ChannelState.channel_id == channel.id)).first()
+            if row is None:
+                w.execute(ChannelState.__table__.insert().values(
+                    channel_id=channel.id, failing_since=None if ok else t, last_ok_at=t if ok else None,
+                    last_error=None if ok else mask(err), alerted=False))
+                return
+            if ok:
+                if row.failing_since is not None or row.alerted:
+                    w.execute(update(ChannelState).where(ChannelState.channel_id == channel.id).values(
+                        failing_since=None, last_ok_at=t, last_error=None, alerted=False))
+                    if row.alerted:
+                        write_events(w, self.config, [Event.channel_recovered(channel.id, since=row.failing_since)],
+                                     t)
+                        log.warning("channel %s works again", channel.id)
+                elif row.last_ok_at is None or (t - row.last_ok_at).total_seconds() > 60:
+                    w.execute(update(ChannelState).where(ChannelState.channel_id == channel.id).values(last_ok_at=t))
+            else:
+                w.execute(update(ChannelState).where(ChannelState.channel_id == channel.id).values(
+                    failing_since=row.failing_since or t, last_error=mask(err)))
+
+    def check_channels(self) -> list[Event]:
+        """Raise channel_failed once for each channel failing longer than `channel_alert_after`."""
+        t = self.now()
+        limit = timedelta(seconds=self.config.settings.channel_alert_after)
+        out: list[Event] = []
+        with self.store.read() as conn:
+            due = [r for r in conn.execute(select(ChannelState).where(ChannelState.failing_since.is_not(None),
+                                                                       ChannelState.alerted.is_(False)))
+                   if t - r.failing_since >= limit and r.channel_id in self.config.channels]
+        for r in due:
+            with self.store.write() as w:
+                n = w.execute(update(ChannelState).where(ChannelState.channel_id == r.channel_id,
+                                                         ChannelState.alerted.is_(False))
+                              .values(alerted=True)).rowcount
+                if n:
+                    out += write_events(w, self.config, [Event.channel_failed(
+                        r.channel_id, since=r.failing_since, reason=r.last_error or "")], t)
+                    log.error("channel %s has been failing since %s: %s", r.channel_id, r.failing_since,
+                              r.last_error)
+        return out
+
+
+def _group_key(ev: Event) -> str:
+    """Events of one poll cycle about one standard share a key: its standard or plan number."""
+    if ev.kind in ("new", "changed", "stage_changed") and (ev.std_no or ev.plan_no):
+        return f"{ev.detected_at[:16] if ev.detected_at else ''}:{ev.std_no or ev.plan_no}"
+    return f"event:{ev.id}"
 
 
 def drain_outbox(store: Store, config: Config, *, now: Callable[[], datetime] = utcnow, ignore_backoff: bool = False,
-                 retry_failed: bool = False, limit: int = 500, sender: Callable = send) -> DrainResult:
-    """Send every due delivery once; immediate ones one by one, digest ones grouped per channel when due."""
-    res = DrainResult()
-    t = now()
-    if store.dialect == "sqlite":
-        # single instance by definition: a 'sending' row here was left by a process that died mid-drain
-        with store.transaction() as s:
-            s.execute(update(Delivery).where(Delivery.status == "sending")
-                      .values(claimed_until=t - timedelta(seconds=1)))
-    ids = _claim(store, t, ignore_backoff=ignore_backoff, retry_failed=retry_failed, limit=limit)
-    if not ids:
-        return res
-    with store.transaction() as s:
-        rows = s.execute(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
-        events = {e.id: {"id": e.id, **e.payload} for e in s.execute(select(EventRow).where(
-            EventRow.id.in_({d.event_id for d in rows})))}
-    today = t.astimezone(CHINA).date()
-    digests: dict[str, list[Any]] = {}
-    for d in rows:
-        channel = config.channels.get(d.channel)
-        if channel is None or not channel.enabled:
-            _finish(store, [d], ok=False, error=f"channel {d.channel} is no longer configured", now=t,
-                    max_attempts=1, res=res)
-            continue
-        if d.mode == "digest":
-            digests.setdefault(d.channel, []).append(d)
-            continue
-        ev = events.get(d.event_id, {})
-        family = _plugin_family(channel.url)
-        title, body, fmt = _body_for(channel, family, [ev], today)
-        ok, err = sender(channel, title, body, fmt)
-        _finish(store, [d], ok=ok, error=err, now=t, max_attempts=config.settings.delivery_max_attempts, res=res)
-    for ch, group in digests.items():
-        channel = config.channels[ch]
-        oldest = min(d.created_at for d in group)
-        if not ignore_backoff and t < digest_due(config, ch, oldest):
-            _release(store, group)
-            res.deferred += len(group)
-            continue
-        evs = [dict(events.get(d.event_id, {}), _mode="digest") for d in group]
-        title, body, fmt = _body_for(channel, _plugin_family(channel.url), evs, today)
-        ok, err = sender(channel, title, body, fmt)
-        _finish(store, group, ok=ok, error=err, now=t, max_attempts=config.settings.delivery_max_attempts, res=res)
-    return res
+                 retry_failed: bool = False, sender: Callable = send, manual: bool = False) -> DrainResult:
+    """One drain, for `watcher once` and `watcher deliver`."""
+    return Outbox(store, config, now=now, sender=sender).drain(ignore_backoff=ignore_backoff,
+                                                               retry_failed=retry_failed, manual=manual)
+
+
+class Sender:
+    """The daemon's sending side: one worker thread per channel, woken after a poll with events and every
+    `delivery_interval`. A slow or hanging channel holds up only its own thread: polls never wait for sending,
+    and the other channels keep receiving within a moment of the poll."""
+
+    def __init__(self, store: Store, config: Config, *, now: Callable[[], datetime] = utcnow,
+                 sender: Callable = send):
+        self.outbox = Outbox(store, config, now=now, sender=sender)
+        self._workers: dict[str, tuple[threading.Thread, threading.Event]] = {}
+        self._lock = threading.Lock()
+        self._started = False
+
+    @property
+    def config(self) -> Config:
+        return self.outbox.config
+
+    def reload(self, config: Config) -> None:
+        self.outbox.config = config
+        if self._started:
+            self._sync_workers()
+
+    def wake(self) -> None:
+        for _, ev in list(self._workers.values()):
+            ev.set()
+
+    def start(self) -> None:
+        self._started = True
+        self._sync_workers()
+
+    def _sync_workers(self) -> None:
+        with self._lock:
+            for ch in self.config.channels:
+                if ch not in self._workers:
+                    ev = threading.Event()
+                    t = threading.Thread(target=self._loop, args=(ch, ev), name=f"watcher-send-{ch}", daemon=True)
+                    self._workers[ch] = (t, ev)
+                    t.start()
+            for ch in [c for c in self._workers if c not in self.config.channels]:
+                self._workers.pop(ch)[1].set()          # its loop sees the channel is gone and ends
+
+    def _loop(self, channel: str, wake: threading.Event) -> None:
+        while not self.outbox.stopping.is_set():
+            try:
+                if channel not in self.config.channels:
+                    return
+                self.outbox.drain(channel=channel)
+            except Exception as e:  # the sender must survive a bad moment of the database
+                log.error("sending to %s failed: %s: %s", channel, e.__class__.__name__, mask(str(e)))
+            wake.wait(self.config.settings.delivery_interval)
+            wake.clear()
+
+    def drain_now(self, **kw) -> DrainResult:
+        return self.outbox.drain(**kw)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the messages in flight, hand back the rest of the claims, and return."""
+        self.outbox.stopping.set()
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for t, _ in list(self._workers.values()):
+            t.join(max(0.0, deadline - time.monotonic()))
 
 
 def digest_due(config: Config, channel: str, oldest: datetime) -> datetime:
@@ -171,44 +438,15 @@ def digest_due(config: Config, channel: str, oldest: datetime) -> datetime:
     return min(times) if times else oldest + timedelta(days=1)
 
 
-def _release(store: Store, group: list[Any]) -> None:
-    with store.transaction() as s:
-        s.execute(update(Delivery).where(Delivery.id.in_([d.id for d in group]))
-                  .values(status="pending", claimed_until=None))
-
-
-def _finish(store: Store, group: list[Any], *, ok: bool, error: str, now: datetime, max_attempts: int,
-            res: DrainResult) -> None:
-    with store.transaction() as s:
-        for d in group:
-            row = s.get(Delivery, d.id)
-            row.attempts = (row.attempts or 0) + 1
-            row.claimed_until = None
-            if ok:
-                row.status, row.sent_at, row.last_error = "sent", now, None
-                res.sent += 1
-            elif row.attempts >= max_attempts:
-                row.status, row.last_error = "failed", error
-                res.failed += 1
-                log.error("delivery %s to %s failed for good after %d attempts: %s", row.id, row.channel,
-                          row.attempts, error)
-            else:
-                wait = min(BACKOFF_BASE * 2 ** (row.attempts - 1), BACKOFF_MAX)
-                row.status, row.last_error, row.next_try_at = "pending", error, now + timedelta(seconds=wait)
-                res.deferred += 1
-                log.warning("delivery %s to %s failed (attempt %d), retry in %ds: %s", row.id, row.channel,
-                            row.attempts, int(wait), error)
-
-
-SAMPLE_EVENT = {
-    "kind": "new", "source": "tc260-drafts", "source_name": "TC260 标准征求意见",
-    "url": "https://www.tc260.org.cn/portal/suggestion-detail/3bb57023c00a464faf4c2f7b9a5524c7",
-    "title": "关于国家标准《数据安全技术 个人信息保护合规审计专业机构能力要求》征求意见稿征求意见的通知",
-    "published": "2026-02-11", "deadline": "2026-04-12", "stage": "comment", "committee": "TC260",
-    "summary": "watcher test message · watcher 测试消息", "changes": {},
-}
+SAMPLE_EVENT = Event(
+    kind="new", source="tc260-drafts",
+    url="https://www.tc260.org.cn/portal/suggestion-detail/3bb57023c00a464faf4c2f7b9a5524c7",
+    title="关于国家标准《数据安全技术 个人信息保护合规审计专业机构能力要求》征求意见稿征求意见的通知",
+    published="2026-02-11", deadline="2026-04-12", stage="comment",
+    facts={"source_name": "TC260 标准征求意见", "committee": "TC260",
+           "summary": "watcher test message · watcher 测试消息"})
 
 
 def send_test(config: Config, channel: Channel) -> tuple[bool, str]:
-    title, body, fmt = _body_for(channel, _plugin_family(channel.url), [SAMPLE_EVENT], None)
+    title, body, fmt = message_for(channel, [SAMPLE_EVENT], None)
     return send(channel, "[test] " + title, body, fmt)

@@ -9,12 +9,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from watcher.config import Config, Source
-from watcher.decode import to_text
+from watcher.config import Source
 from watcher.errors import FetchError, ParseError
 from watcher.extract import get as get_extractor
-from watcher.fetch import Fetcher
-from watcher.models import Page
 
 _KEEP_HEADERS = ("Content-Type", "ETag", "Last-Modified", "Retry-After")
 
@@ -39,11 +36,11 @@ def _toml_table(d: dict[str, str]) -> str:
     return "{ " + ", ".join(f"{_toml_str(k)} = {_toml_str(v)}" for k, v in d.items()) + " }"
 
 
-def record_sources(config: Config, sources: list[Source], out: Path, fetcher: Fetcher | None = None) -> int:
-    """Fetch each source (and the detail pages its extractor reads) and write out/manifest.toml plus bodies."""
-    own = fetcher is None
-    fetcher = fetcher or Fetcher(user_agent=config.settings.user_agent, max_retry_wait=config.settings.max_retry_wait,
-                                 host_delay=config.settings.host_delay)
+def record_sources(runner, sources: list[Source], out: Path) -> int:
+    """Fetch each source (and the detail pages its extractor reads) with the runner's fetcher and write
+    out/manifest.toml plus bodies. The list -> detail steps are the poll's own (pipeline)."""
+    from watcher.pipeline import extract_entries, fetch_list, wants_detail
+
     out.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc).isoformat()
     blocks = [f"snapshot = {_toml_str(out.name)}\nobserved_at = {_toml_str(now)}\n"
@@ -66,39 +63,32 @@ def record_sources(config: Config, sources: list[Source], out: Path, fetcher: Fe
         blocks.append("\n".join(lines) + "\n")
 
     count = 0
-    try:
-        for src in sources:
-            try:
-                fr = fetcher.fetch(src.url, method=src.method, form=src.form, headers=src.headers,
-                                   timeout=src.timeout, retries=src.retries, max_bytes=src.max_bytes,
-                                   ca_bundle=src.ca_bundle)
-            except FetchError as e:
-                if e.status:
-                    save(src.url, src.method, src.form, e.status, {}, b"")
-                    count += 1
-                continue
-            hdrs = {k.lower(): v for k, v in fr.headers.items()}
-            save(src.url, src.method, src.form, fr.status, hdrs, fr.body)
-            count += 1
-            ex = get_extractor(src.kind)
-            if not ex.has_detail:
-                continue
-            text, enc, _ = to_text(fr.body, hdrs.get("content-type"))
-            try:
-                entries = ex.extract(Page(url=src.url, text=text, encoding=enc), src)
-            except ParseError:
-                continue
-            for e in entries:
-                if ex.wants_detail(e, src) and urlsplit(e.url).hostname == src.host:
-                    try:
-                        d = fetcher.fetch(e.url, headers=src.headers, timeout=src.timeout, max_bytes=src.max_bytes,
-                                          ca_bundle=src.ca_bundle)
-                    except FetchError:
-                        continue
-                    save(e.url, "GET", {}, d.status, {k.lower(): v for k, v in d.headers.items()}, d.body)
-                    count += 1
-    finally:
-        if own:
-            fetcher.close()
+    for src in sources:
+        try:
+            fr = fetch_list(runner, src)
+        except FetchError as e:
+            if e.status:
+                save(src.url, src.method, src.form, e.status, {}, b"")
+                count += 1
+            continue
+        hdrs = {k.lower(): v for k, v in fr.headers.items()}
+        save(src.url, src.method, src.form, fr.status, hdrs, fr.body)
+        count += 1
+        ex = get_extractor(src.kind)
+        if not ex.has_detail:
+            continue
+        try:
+            entries = extract_entries(src, fr)
+        except ParseError:
+            continue
+        for e in entries:
+            if wants_detail(ex, src, e) and urlsplit(e.url).hostname == src.host:
+                try:
+                    d = runner.fetcher.fetch(e.url, headers=src.headers, timeout=src.timeout,
+                                             max_bytes=src.max_bytes, ca_bundle=src.ca_bundle)
+                except FetchError:
+                    continue
+                save(e.url, "GET", {}, d.status, {k.lower(): v for k, v in d.headers.items()}, d.body)
+                count += 1
     (out / "manifest.toml").write_text("\n".join(blocks), encoding="utf-8")
     return count

@@ -250,3 +250,19 @@ def digest_markdown(events: list[dict[str, Any]], lang: str = "both", today: dat
             item = f"[{t}]({_md_url(url)})" if url.startswith(("http://", "https://")) else t
             out.append(f"- {item} {md_escape('(' + ref(ev) + ')')}")
     return "\n".join(out)
+
+
+def render_single(events: list, family: str, fmt: str | None, lang: str, today: date | None) -> tuple[str, str, str]:
+    """(title, body, body format) of one message about one event, or several events about one fact."""
+    fmt = fmt or {"slack": "markdown", "email": "html", "markdown": "markdown"}.get(family, "text")
+    if len(events) > 1:
+        return render_digest(events, family, fmt, lang, today)
+    ev = events[0]
+    body = {"markdown": markdown_body, "html": html_body, "text": text_body}[fmt](ev, lang, today)
+    return subject(ev, lang), body, fmt
+
+
+def render_digest(events: list, family: str, fmt: str | None, lang: str, today: date | None) -> tuple[str, str, str]:
+    fmt = fmt or {"slack": "markdown", "email": "html", "markdown": "markdown"}.get(family, "text")
+    body = {"markdown": digest_markdown, "html": digest_html, "text": digest_text}[fmt](events, lang, today)
+    return digest_subject(events), body, fmt

@@ -1,6 +1,7 @@
-"""The daemon: APScheduler 3 BlockingScheduler with one job per source (interval or cron, with jitter), an outbox
-sender, deadline reminders, a heartbeat and a config watcher. SIGTERM/SIGINT finish work in flight and exit 0;
-SIGHUP (or a changed sources.toml) reloads, keeping the old config when the new one is invalid."""
+"""The daemon: APScheduler 3 BlockingScheduler with one job per source (interval or cron, with jitter) that asks
+the runner to poll, plus reminders, a heartbeat and a config watch; a sender thread sends (see notify.Sender).
+SIGTERM/SIGINT finish polls in flight and the message in flight, hand back unsent claims and exit 0; SIGHUP (or
+a changed sources.toml) reloads, keeping the old config when the new one is invalid."""
 
 from __future__ import annotations
 
@@ -18,14 +19,12 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from watcher.config import Config, Source, cron_trigger
-from watcher.errors import ConfigError
-from watcher.fetch import Fetcher
-from watcher.health import heartbeat_age, write_heartbeat
-from watcher.pipeline import Context, poll_source
-from sqlalchemy import select
-
-from watcher.store import SourceState, Store
+from watcher.config import Config, Source, check_channels, cron_trigger
+from watcher.errors import ConfigError, StoreError
+from watcher.health import remove_heartbeat, write_heartbeat
+from watcher.notify import Sender, send
+from watcher.runner import Runner
+from watcher.store import Store
 
 log = logging.getLogger("watcher.daemon")
 
@@ -44,24 +43,25 @@ def make_trigger(src: Source):
 class Daemon:
     def __init__(self, config: Config, store: Store, state_dir: Path, *, load: Callable[[], Config] | None = None,
                  transport=None, clock: Callable[[], datetime] | None = None, http: str | None = None,
-                 sender=None, workers: int | None = None, start_delay: float = 5.0):
-        self.config = config
+                 http_token: str | None = None, sender=None, workers: int | None = None, start_delay: float = 5.0,
+                 background_sender: bool = True):
         self.store = store
         self.state_dir = Path(state_dir)
         self.load = load
-        self.transport = transport
-        self.clock = clock
         self.http_address = http
-        self.sender = sender
+        self.http_token = http_token
         self.start_delay = start_delay
+        self.background_sender = background_sender
         self.metrics = None
-        if http:   # nobody could scrape them otherwise; per-source series cost memory (about 2 MB per 1000 sources)
+        if http:   # nobody could scrape them otherwise
             from watcher.web import Metrics
             self.metrics = Metrics(store)
+        self.sender = Sender(store, config, sender=sender or send, **({"now": clock} if clock else {}))
+        self.runner = Runner(config, store, transport=transport, clock=clock, metrics=self.metrics,
+                             on_events=self.sender.wake if background_sender else None)
         self.stopping = threading.Event()
+        self.state_ok, self.state_error = True, ""
         self._config_mtime = self._mtime()
-        self._lock = threading.Lock()
-        self.fetcher = self._make_fetcher(config)
         self.scheduler = BlockingScheduler(
             timezone=timezone.utc, executors={"default": ThreadPoolExecutor(workers or config.settings.workers),
                                            "system": ThreadPoolExecutor(2)},
@@ -69,22 +69,14 @@ class Daemon:
         self.scheduler.add_listener(self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self.httpd = None
 
-    # --- wiring ---------------------------------------------------------------------------------------------
+    @property
+    def config(self) -> Config:
+        return self.runner.config
 
-    def _make_fetcher(self, config: Config) -> Fetcher:
-        st = config.settings
-        return Fetcher(user_agent=st.user_agent, max_retry_wait=st.max_retry_wait, host_delay=st.host_delay,
-                       transport=self.transport)
-
-    def context(self) -> Context:
-        ctx = Context(config=self.config, store=self.store, fetcher=self.fetcher)
-        if self.clock:
-            ctx.clock = self.clock
-        return ctx
-
-    def _mtime(self) -> float | None:
+    def _mtime(self) -> tuple | None:
         try:
-            return self.config.path.stat().st_mtime
+            st = self.config.path.stat()
+            return st.st_mtime_ns, st.st_ino, st.st_size
         except OSError:
             return None
 
@@ -106,9 +98,6 @@ class Daemon:
             if job.id.startswith("source:") and job.id not in wanted:
                 job.remove()
                 log.info("source %s removed from schedule", job.id[7:])
-        st = self.config.settings
-        self.scheduler.add_job(self.deliver_job, IntervalTrigger(seconds=st.delivery_interval, timezone=timezone.utc),
-                               id="outbox", executor="system", replace_existing=True, next_run_time=now + timedelta(seconds=1))
         self.scheduler.add_job(self.reminder_job, IntervalTrigger(seconds=REMINDERS_EVERY, timezone=timezone.utc),
                                id="reminders", executor="system", replace_existing=True, next_run_time=now + timedelta(seconds=2))
         self.scheduler.add_job(self.heartbeat_job, IntervalTrigger(seconds=HEARTBEAT_EVERY, timezone=timezone.utc),
@@ -124,75 +113,44 @@ class Daemon:
         src = self.config.sources.get(source_id)
         if src is None or not src.enabled:
             return None
-        ctx = self.context()
-        now = ctx.clock()
-        with self.store.engine.connect() as conn:
-            st = conn.execute(select(SourceState.not_before, SourceState.last_poll_at)
-                              .where(SourceState.source_id == source_id)).first()
-        if st is not None:
-            if st.not_before and now < st.not_before:
-                log.info("skip", extra={"fields": {"source": source_id, "reason": "Retry-After",
-                                                   "until": st.not_before.isoformat()}})
-                return None
-            # another replica polled it recently: do not fetch the same page twice
-            if st.last_poll_at and (now - st.last_poll_at).total_seconds() < src.interval / 2 and not src.cron:
-                return None
-        out = poll_source(ctx, src)
-        if self.metrics:
-            self.metrics.observe(out)
-        if out.events and not self.stopping.is_set():
-            from watcher.reminders import raise_deadline_reminders
-            raise_deadline_reminders(ctx, [source_id])
-            self.deliver_job()
-        return out
+        try:
+            out = self.runner.poll(src, scheduled=True)
+            if out.status == "ok" and not self.stopping.is_set():
+                self.runner.reminders([source_id])    # a new deadline may already be close
+            return out
+        except StoreError as e:
+            self._state_failed(e)
+            return None
 
     def poll_job_now(self, source_id: str):
-        """Poll immediately, ignoring the interval guard (demo and `once`-like callers)."""
-        ctx = self.context()
-        out = poll_source(ctx, self.config.sources[source_id])
-        if self.metrics:
-            self.metrics.observe(out)
-        return out
-
-    def run_jobs_only(self) -> int:
-        """Run the scheduler with only the jobs already added (the demo's timeline)."""
-        signal.signal(signal.SIGINT, self.stop)
-        signal.signal(signal.SIGTERM, self.stop)
-        return self._serve()
-
-    def _serve(self) -> int:
-        """Run the scheduler until stopped; then wait for work in flight and release everything."""
-        try:
-            self.scheduler.start()
-        finally:
-            stopper = getattr(self, "_stopper", None)
-            if stopper is not None:
-                stopper.join()          # jobs in flight have finished when shutdown(wait=True) returns
-            self.store.flush_touches()
-            if self.httpd:
-                self.httpd.shutdown()
-            self.fetcher.close()
-            log.info("daemon stopped")
-        return 0
-
-    def deliver_job(self):
-        if not self.config.channels:
-            return None
-        from watcher.notify import drain_outbox, send
-        with self._lock:  # one drain at a time per process; replicas are kept apart by SKIP LOCKED
-            ctx = self.context()
-            return drain_outbox(self.store, self.config, now=ctx.clock, sender=self.sender or send)
+        """Poll immediately, ignoring Retry-After and the replica guard (the demo's timeline)."""
+        return self.runner.poll(self.config.sources[source_id], force=True)
 
     def reminder_job(self):
-        from watcher.reminders import raise_deadline_reminders
-        evs = raise_deadline_reminders(self.context())
-        if evs:
-            self.deliver_job()
-        return evs
+        try:
+            return self.runner.reminders()
+        except StoreError as e:
+            self._state_failed(e)
+            return []
 
     def heartbeat_job(self):
-        self.store.flush_touches()
-        write_heartbeat(self.state_dir, sources=len(self.config.sources))
+        """Prove that the state can be written (a real write, so a full disk shows), then write the heartbeat."""
+        try:
+            self.store.probe_write()
+        except StoreError as e:
+            self._state_failed(e)
+            return
+        self.state_ok, self.state_error = True, ""
+        try:
+            write_heartbeat(self.state_dir, sources=len(self.config.sources))
+        except OSError as e:
+            self._state_failed(e)
+
+    def _state_failed(self, e: Exception) -> None:
+        if self.state_ok:
+            log.error("state cannot be written: %s", e)
+        self.state_ok, self.state_error = False, str(e)
+        remove_heartbeat(self.state_dir)       # `watcher healthcheck` fails at once (removing frees, never fails)
 
     def config_watch_job(self):
         m = self._mtime()
@@ -205,15 +163,21 @@ class Daemon:
             return False
         try:
             new = self.load()
+            check_channels(new, in_child=True)
         except ConfigError as e:
             log.error("config reload (%s) rejected, keeping the running config: %s", why, e)
             return False
-        self.config = new
+        old = self.config
+        changed = [s for s in new.sources if s in old.sources and
+                   new.sources[s].config_digest != old.sources[s].config_digest]
+        self.runner.reload(new)
+        self.sender.reload(new)
         self._config_mtime = self._mtime()
-        old_fetcher, self.fetcher = self.fetcher, self._make_fetcher(new)
         self.schedule_all()
-        old_fetcher.close()
         log.info("config reloaded (%s): %d sources, %d channels", why, len(new.sources), len(new.channels))
+        if changed:
+            log.info("extraction settings changed for %s: their next poll re-reads the page and records a new "
+                     "baseline silently", ", ".join(changed))
         return True
 
     def _on_job_event(self, event) -> None:
@@ -227,22 +191,53 @@ class Daemon:
     def stop(self, *_):
         if self.stopping.is_set():
             return
-        log.info("stopping: finishing polls and deliveries in flight")
+        log.info("stopping: finishing polls and the message in flight")
         self.stopping.set()
         self._stopper = threading.Thread(target=self._shutdown, name="watcher-stop", daemon=True)
         self._stopper.start()
 
     def _shutdown(self):
+        self.sender.stop()
         try:
             self.scheduler.shutdown(wait=True)
         except Exception as e:  # already stopped
             log.debug("shutdown: %s", e)
 
     def healthy(self) -> tuple[bool, str]:
+        from watcher.health import heartbeat_age
+        if not self.state_ok:
+            return False, f"state cannot be written: {self.state_error}"
         age = heartbeat_age(self.state_dir)
         if age is None or age > 3 * HEARTBEAT_EVERY:
             return False, "heartbeat stale"
         return True, "ok"
+
+    def run_jobs_only(self) -> int:
+        """Run the scheduler with only the jobs already added (the demo's timeline)."""
+        signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGTERM, self.stop)
+        return self._serve()
+
+    def _serve(self) -> int:
+        """Run the scheduler until stopped; then wait for work in flight and release everything."""
+        if self.background_sender:
+            self.sender.start()
+        try:
+            self.scheduler.start()
+        finally:
+            stopper = getattr(self, "_stopper", None)
+            if stopper is not None:
+                stopper.join()          # jobs in flight have finished when shutdown(wait=True) returns
+            self.sender.stop()
+            try:
+                self.store.flush()
+            except StoreError as e:
+                log.error("%s", e)
+            if self.httpd:
+                self.httpd.shutdown()
+            self.runner.close()
+            log.info("daemon stopped")
+        return 0
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.stop)
@@ -252,7 +247,8 @@ class Daemon:
                                                                      daemon=True).start())
         if self.http_address:
             from watcher.web import serve
-            self.httpd = serve(self.http_address, self.store, self.metrics, self.healthy)
+            self.httpd = serve(self.http_address, self.store, self.metrics, self.healthy, token=self.http_token,
+                               config=lambda: self.config)
         self.schedule_all()
         gc.freeze()   # start-up objects live forever: keep them out of every collection
         log.info("daemon started: %d sources", len([s for s in self.config.sources.values() if s.enabled]))
@@ -260,11 +256,14 @@ class Daemon:
 
 
 def run_daemon(args, load: Callable[[], Config], store: Store, state_dir: Path) -> int:
+    import os
     config = load()
+    check_channels(config, in_child=True)
     transport = None
     if getattr(args, "replay", None):
         from watcher.replay import ReplayTransport, Snapshot
         transport = ReplayTransport(Snapshot(args.replay))
     daemon = Daemon(config, store, state_dir, load=load, transport=transport, http=getattr(args, "http", None),
+                    http_token=os.environ.get("WATCHER_HTTP_TOKEN") or None,
                     start_delay=getattr(args, "start_delay", 5.0))
     return daemon.run()

@@ -1,30 +1,35 @@
-"""State in SQLAlchemy 2: per-source fetch state, entries, standards, events and the delivery outbox.
+"""State in SQLAlchemy 2 Core: per-source fetch state, entries, standards, events and the delivery outbox.
 
-SQLite under state/ by default (WAL); any SQLAlchemy URL works, PostgreSQL included. One poll's state and its
-events (and their deliveries) are written in one transaction by the pipeline.
+SQLite under state/ by default (WAL); any SQLAlchemy URL works, PostgreSQL included. The store owns everything
+about state: the tables and their migrations, a per-process cache of each source's fetch state, the batched
+timestamps of unchanged polls and when they are written. Callers use two entry points, `read()` (a connection,
+no lock) and `write()` (one transaction under the process's writer lock); writes are explicit statements.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import (
     JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text, UniqueConstraint,
-    bindparam, create_engine, event, func, insert, select, text, update,
+    bindparam, create_engine, event, func, insert, inspect, select, text, update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
 from watcher.errors import StoreError
 
-SCHEMA_VERSION = 1
+log = logging.getLogger("watcher.store")
+
+SCHEMA_VERSION = 2
 
 
 class UTCDateTime(TypeDecorator):
@@ -92,8 +97,11 @@ SourceState = Rows(
     _col("etag", String(512), null=True),
     _col("last_modified", String(128), null=True),
     _col("body_digest", String(64), null=True),
-    _col("not_before", UTCDateTime, null=True),        # Retry-After from the server
+    _col("not_before", UTCDateTime, null=True),        # Retry-After from the server (capped)
     _col("polls", Integer, default=0),
+    # v2
+    _col("config_digest", String(64), null=True),      # extraction settings the stored entries were read with
+    _col("consecutive_broken", Integer, default=0),
     name="source_state")
 
 EntryRow = Rows(
@@ -110,6 +118,8 @@ EntryRow = Rows(
     _col("deadline", String(10), null=True, index=True),
     _col("first_seen", UTCDateTime),
     _col("updated_at", UTCDateTime),
+    # v2
+    _col("detail_failures", Integer, default=0),       # failed reads of the detail page since the row last changed
     name="entries", args=(UniqueConstraint("source_id", "key", name="uq_entries_source_key"),))
 
 Standard = Rows(
@@ -160,102 +170,60 @@ Delivery = Rows(
     _col("sent_at", UTCDateTime, null=True),
     _col("claimed_until", UTCDateTime, null=True),     # a sender holds the row while status = 'sending'
     _col("created_at", UTCDateTime),
+    # v2
+    _col("claim_token", String(64), null=True),        # host:pid:random of the sender holding the row
     name="deliveries", args=(UniqueConstraint("event_id", "channel", name="uq_delivery_event_channel"),
                              Index("ix_deliveries_status_next", "status", "next_try_at")))
+
+ChannelState = Rows(
+    Column("channel_id", String(64), primary_key=True),
+    _col("failing_since", UTCDateTime, null=True),     # first failure of the current run of failures
+    _col("last_ok_at", UTCDateTime, null=True),
+    _col("last_error", Text, null=True),
+    _col("alerted", Boolean, default=False),           # channel_failed raised for the current run
+    name="channel_state")
 
 Meta = Rows(
     Column("key", String(64), primary_key=True),
     _col("value", Text),
     name="meta")
 
+# Columns added after version 1, by the version that added them: opening an older state adds them in place.
+MIGRATIONS: dict[int, list[tuple[Rows, str]]] = {
+    2: [(SourceState, "config_digest"), (SourceState, "consecutive_broken"), (EntryRow, "detail_failures"),
+        (Delivery, "claim_token")],
+}
 
-class Record:
-    """A mutable copy of one row. Attribute writes are remembered and written back (only the changed columns) by
-    the transaction before its next statement and at commit."""
-
-    __slots__ = ("_table", "_values", "_dirty")
-
-    def __init__(self, table: Table, values: dict[str, Any]):
-        object.__setattr__(self, "_table", table)
-        object.__setattr__(self, "_values", values)
-        object.__setattr__(self, "_dirty", set())
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name not in self._table.c:
-            raise AttributeError(f"table {self._table.name} has no column {name}")
-        self._values[name] = value
-        self._dirty.add(name)
-
-    def _key(self) -> dict[str, Any]:
-        return {c.name: self._values[c.name] for c in self._table.primary_key}
+STATE_COLUMNS = tuple(c.name for c in SourceState.__table__.columns if c.name != "source_id")
+NEW_STATE: dict[str, Any] = {c.name: (c.default.arg if c.default is not None else None)
+                             for c in SourceState.__table__.columns if c.name != "source_id"}
 
 
-class Tx:
-    """One transaction on a Core connection, with the few unit-of-work habits the code relies on: `get` and
-    `records` hand out tracked Records, `add` inserts at once (so the new id is known), and changed Records are
-    written before any further statement (reads see them) and at commit."""
+class Writer:
+    """One open write transaction: explicit statements, and callbacks that run once it has committed."""
+
+    __slots__ = ("conn", "_after")
 
     def __init__(self, conn: Connection):
         self.conn = conn
-        self._tracked: list[Record] = []
-
-    def flush(self) -> None:
-        for rec in self._tracked:
-            if rec._dirty:
-                t = rec._table
-                key = rec._key()
-                values = {k: rec._values[k] for k in rec._dirty}
-                rec._dirty.clear()
-                self.conn.execute(t.update().where(*(t.c[k] == v for k, v in key.items())).values(values))
+        self._after: list[Callable[[], None]] = []
 
     def execute(self, stmt, params=None):
-        self.flush()
         return self.conn.execute(stmt, params)
 
-    def scalars(self, stmt, params=None):
-        return self.execute(stmt, params).scalars()
-
     def scalar(self, stmt, params=None):
-        return self.execute(stmt, params).scalar()
+        return self.conn.execute(stmt, params).scalar()
 
-    def records(self, table: Rows, stmt) -> list[Record]:
-        out = [Record(table.__table__, dict(r._mapping)) for r in self.execute(stmt)]
-        self._tracked += out
-        return out
+    def scalars(self, stmt, params=None):
+        return self.conn.execute(stmt, params).scalars()
 
-    def get(self, table: Rows, key: Any) -> Record | None:
-        t = table.__table__
-        (pk,) = t.primary_key
-        found = self.records(table, select(t).where(pk == key))
-        return found[0] if found else None
-
-    def add(self, table: Rows, **values: Any) -> Record:
-        """INSERT now; the Record carries the defaults and the new primary key."""
-        t = table.__table__
-        for c in t.columns:
-            if c.name not in values and c.default is not None and c.default.is_scalar:
-                values[c.name] = c.default.arg
-        given = values
-        values = {c.name: given.get(c.name) for c in t.columns}
-        self.flush()
-        result = self.conn.execute(t.insert().values(given))
-        for c, v in zip(t.primary_key, result.inserted_primary_key):
-            values[c.name] = v
-        rec = Record(t, values)
-        self._tracked.append(rec)
-        return rec
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        self._after.append(fn)
 
 
-class StateCache:
-    """Per-process copy of each source's fetch validators and body digest, so an unchanged poll reads nothing.
-
-    Entries expire after `ttl` seconds (replicas may have moved on) and are dropped after every full write."""
+class _StateCache:
+    """Per-process copy of each source's state row, so an unchanged poll reads nothing. Entries expire after
+    `ttl` seconds (another replica may have moved on); the store refreshes them after each committed write."""
 
     def __init__(self, ttl: float = 60.0):
         self.ttl = ttl
@@ -263,8 +231,7 @@ class StateCache:
         self._lock = threading.Lock()
 
     def get(self, sid: str) -> dict | None:
-        with self._lock:
-            hit = self._d.get(sid)
+        hit = self._d.get(sid)
         if hit and time.monotonic() - hit[0] < self.ttl:
             return hit[1]
         return None
@@ -278,10 +245,8 @@ class StateCache:
             self._d.pop(sid, None)
 
 
-class TouchBuffer:
-    """Timestamps of unchanged polls, written in batches (one transaction per batch, at most `max_age` late).
-
-    An unchanged poll of a healthy source has no events; losing its timestamps in a crash loses nothing else."""
+class _Touches:
+    """Timestamps of unchanged polls of healthy sources, written in batches (at most `max_age` late)."""
 
     def __init__(self, max_items: int = 256, max_age: float = 2.0):
         self.max_items, self.max_age = max_items, max_age
@@ -289,15 +254,16 @@ class TouchBuffer:
         self._since: float | None = None
         self._lock = threading.Lock()
 
-    def add(self, sid: str, now: datetime, etag: str | None, last_modified: str | None) -> bool:
-        """Buffer a touch; True when the buffer is due for a flush."""
+    def add(self, sid: str, now: datetime, etag: str | None, last_modified: str | None) -> tuple[bool, bool]:
+        """(first of a batch, batch full)."""
         with self._lock:
-            prev = self._d.get(sid)
-            self._d[sid] = {"sid": sid, "now": now, "etag": etag or (prev or {}).get("etag"),
-                            "lm": last_modified or (prev or {}).get("lm"), "n": (prev or {}).get("n", 0) + 1}
-            if self._since is None:
+            prev = self._d.get(sid) or {}
+            self._d[sid] = {"sid": sid, "now": now, "etag": etag or prev.get("etag"),
+                            "lm": last_modified or prev.get("lm"), "n": prev.get("n", 0) + 1}
+            first = self._since is None
+            if first:
                 self._since = time.monotonic()
-            return len(self._d) >= self.max_items or time.monotonic() - self._since >= self.max_age
+            return first, len(self._d) >= self.max_items
 
     def take(self) -> list[dict]:
         with self._lock:
@@ -319,21 +285,32 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-class Store:
-    """Engine and schema; the pipeline writes through `transaction()`, readers use `read()`."""
+def _sqlite_path(url: str) -> str | None:
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1] if "///" in url else ""
+    return None if not path or path == ":memory:" else path
 
-    def __init__(self, url: str, *, create: bool = True):
+
+class Store:
+    """Engine, schema and source state. `read()` for readers, `write()` for one transaction of writes."""
+
+    def __init__(self, url: str, *, create: bool = True, must_exist: bool = False, pool_size: int | None = None):
         self.url = url
-        self._write_lock = contextlib.nullcontext() if not url.startswith("sqlite") else threading.RLock()
+        self.sqlite = url.startswith("sqlite")
+        self._write_lock = threading.RLock() if self.sqlite else contextlib.nullcontext()
+        path = _sqlite_path(url)
+        if must_exist and path and not Path(path).exists():
+            raise StoreError(f"no state at {path} (run `watcher once` or `watcher run` first, or check --state)")
         try:
-            if url.startswith("sqlite"):
-                path = url.split("///", 1)[-1]
-                if path and path != ":memory:":
+            if self.sqlite:
+                if path:
                     Path(path).parent.mkdir(parents=True, exist_ok=True)
                 self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
-                self.engine = create_engine(url, pool_pre_ping=True)
+                kw = {"pool_size": pool_size, "max_overflow": 10} if pool_size else {}
+                self.engine = create_engine(url, pool_pre_ping=True, **kw)
             self.dialect = self.engine.dialect.name
             if create:
                 self._create_schema()
@@ -345,39 +322,171 @@ class Store:
                              f"{str(e).splitlines()[0]}") from None
         except OSError as e:
             raise StoreError(f"cannot open state database {_mask_db(url)}: {e}") from None
-        self.cache = StateCache()
-        self.touches = TouchBuffer()
+        self._cache = _StateCache()
+        self._touches = _Touches()
+        self._timer: threading.Timer | None = None
+        self.write_errors = 0            # failed write transactions since start (health and /metrics)
+        self.last_write_error: str | None = None
+
+    # --- schema ----------------------------------------------------------------------------------------------
 
     def _create_schema(self) -> None:
-        """Tables and the schema version, in one transaction; on PostgreSQL under an advisory lock, so that
-        replicas starting together do not race on CREATE TABLE or on the version row."""
+        """Tables, migrations and the schema version, in one transaction; on PostgreSQL under an advisory lock,
+        so that replicas starting together do not race on CREATE TABLE or on the version row."""
         with self._write_lock, self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(7457656)"))
             metadata.create_all(conn)
-            if conn.execute(select(Meta.value).where(Meta.key == "schema_version")).first() is None:
+            row = conn.execute(select(Meta.value).where(Meta.key == "schema_version")).first()
+            if row is None:
                 conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+                return
+            version = int(row.value)
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"state {_mask_db(self.url)} was written by a newer watcher (schema {version}, "
+                                 f"this one knows {SCHEMA_VERSION})")
+            if version < SCHEMA_VERSION:
+                self._migrate(conn, version)
+
+    def _migrate(self, conn: Connection, version: int) -> None:
+        insp = inspect(conn)
+        for v in range(version + 1, SCHEMA_VERSION + 1):
+            for table, name in MIGRATIONS.get(v, []):
+                t = table.__table__
+                if name in {c["name"] for c in insp.get_columns(t.name)}:
+                    continue
+                col = t.c[name]
+                ddl = f"ALTER TABLE {t.name} ADD COLUMN {name} {col.type.compile(self.engine.dialect)}"
+                if col.default is not None:
+                    ddl += f" DEFAULT {col.default.arg!r}".replace("True", "TRUE").replace("False", "FALSE")
+                conn.execute(text(ddl))
+        conn.execute(update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+        log.info("state schema migrated from version %d to %d", version, SCHEMA_VERSION)
+
+    # --- the two entry points --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """One transaction. On SQLite, writers of this process queue on a lock instead of SQLite's busy handler,
-        which sleeps in steps of up to 100 ms when threads collide."""
-        with self._write_lock, self.engine.begin() as conn:
-            tx = Tx(conn)
-            yield tx
-            tx.flush()
-
-    @contextlib.contextmanager
-    def read(self) -> Iterator[Tx]:
-        """Reads only: no write lock (WAL readers never block)."""
+    def read(self) -> Iterator[Connection]:
+        """A connection for reads only: no writer lock (WAL readers never block)."""
         with self.engine.connect() as conn:
-            yield Tx(conn)
+            yield conn
 
     @contextlib.contextmanager
-    def begin(self):
-        """A Core connection in a transaction, under the same write lock."""
-        with self._write_lock, self.engine.begin() as conn:
-            yield conn
+    def write(self) -> Iterator[Writer]:
+        """One transaction. Batched timestamps go first in the same transaction; callbacks registered with
+        `after_commit` run once it has committed. On SQLite, writers of this process queue on a lock instead of
+        SQLite's busy handler, which sleeps in steps of up to 100 ms when threads collide. A failure to write
+        (disk full, read-only file) is raised as StoreError."""
+        w = None
+        try:
+            with self._write_lock, self.engine.begin() as conn:
+                self._write_touches(conn, self._touches.take())
+                w = Writer(conn)
+                yield w
+        except OperationalError as e:
+            self._write_failed(e)
+            raise StoreError(f"cannot write state {_mask_db(self.url)}: {str(e.orig or e).splitlines()[0]}") from None
+        except OSError as e:
+            self._write_failed(e)
+            raise StoreError(f"cannot write state {_mask_db(self.url)}: {e}") from None
+        for fn in w._after:
+            fn()
+
+    def _write_failed(self, e: BaseException) -> None:
+        self.write_errors += 1
+        self.last_write_error = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        self._cache = _StateCache(self._cache.ttl)      # what we cached may not be what is stored
+
+    # --- source state ----------------------------------------------------------------------------------------
+
+    def state(self, sid: str, *, fresh: bool = False) -> dict[str, Any]:
+        """The source's state row as a dict (cached unless `fresh`; a source never polled gives the defaults)."""
+        hit = None if fresh else self._cache.get(sid)
+        if hit is not None:
+            return hit
+        with self.read() as conn:
+            row = conn.execute(select(SourceState).where(SourceState.source_id == sid)).first()
+        st = dict(row._mapping) if row is not None else {"source_id": sid, **NEW_STATE}
+        self._cache.put(sid, st)
+        return st
+
+    def preload_states(self, ids: list[str]) -> None:
+        """Fill the cache for many sources with one query (a `once` over 1000 sources reads once)."""
+        wanted = set(ids)
+        found: dict[str, dict] = {}
+        with self.read() as conn:
+            for row in conn.execute(select(SourceState)):
+                if row.source_id in wanted:
+                    found[row.source_id] = dict(row._mapping)
+        for sid in wanted:
+            self._cache.put(sid, found.get(sid) or {"source_id": sid, **NEW_STATE})
+
+    def load_state(self, w: Writer, sid: str) -> dict[str, Any]:
+        """The source's state row read inside a write transaction (fresh, not cached)."""
+        row = w.execute(select(SourceState).where(SourceState.source_id == sid)).first()
+        return dict(row._mapping) if row is not None else {"source_id": sid, **NEW_STATE, "_new": True}
+
+    def save_state(self, w: Writer, state: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        """Write `changes` to the source's state row (inserting it the first time); returns the new state, which
+        the cache takes once the transaction has committed."""
+        sid = state["source_id"]
+        new = {k: v for k, v in state.items() if k != "_new"}
+        new.update(changes)
+        if state.get("_new"):
+            w.execute(insert(SourceState).values(**new))
+        elif changes:
+            w.execute(update(SourceState).where(SourceState.source_id == sid).values(**changes))
+        self._cache.drop(sid)
+        w.after_commit(lambda: self._cache.put(sid, new))
+        return new
+
+    def touch(self, sid: str, now: datetime, etag: str | None, last_modified: str | None) -> None:
+        """Record an unchanged poll of a healthy source: its timestamps join the next batched write."""
+        cached = self._cache.get(sid)
+        if cached is not None:
+            cached.update(last_poll_at=now, last_success_at=now, not_before=None, last_status="unchanged")
+            if etag or last_modified:
+                cached["etag"], cached["last_modified"] = etag, last_modified
+        first, full = self._touches.add(sid, now, etag, last_modified)
+        if full:
+            self.flush()
+        elif first:
+            t = threading.Timer(self._touches.max_age, self._flush_quietly)
+            t.daemon = True
+            self._timer = t
+            t.start()
+
+    def flush(self) -> int:
+        """Write the batched timestamps now; returns how many sources were touched."""
+        items = self._touches.take()
+        if items:
+            try:
+                with self._write_lock, self.engine.begin() as conn:
+                    self._write_touches(conn, items)
+            except (OperationalError, OSError) as e:
+                self._write_failed(e)
+                raise StoreError(f"cannot write state {_mask_db(self.url)}: {e}") from None
+        return len(items)
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except Exception as e:  # a timer thread has nobody to raise to; the next write reports it
+            log.warning("writing batched poll timestamps failed: %s", e)
+
+    @staticmethod
+    def _write_touches(conn: Connection, items: list[dict]) -> None:
+        if not items:
+            return
+        t = SourceState
+        stmt = (update(t).where(t.source_id == bindparam("sid"), t.alerted.is_(None))
+                .values(last_poll_at=bindparam("now"), last_success_at=bindparam("now"), consecutive_failures=0,
+                        consecutive_broken=0, last_error=None, not_before=None, polls=t.polls + bindparam("n"),
+                        last_status="unchanged", etag=func.coalesce(bindparam("etag"), t.etag),
+                        last_modified=func.coalesce(bindparam("lm"), t.last_modified)))
+        conn.execute(stmt, items)
+
+    # --- replicas --------------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def source_lock(self, source_id: str) -> Iterator[bool]:
@@ -396,26 +505,27 @@ class Store:
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                     conn.commit()
 
-    def flush_touches(self) -> int:
-        """Write the buffered unchanged-poll timestamps; returns how many sources were touched."""
-        items = self.touches.take()
-        if items:
-            t = SourceState
-            stmt = (update(t).where(t.source_id == bindparam("sid"), t.alerted.is_(None))
-                    .values(last_poll_at=bindparam("now"), last_success_at=bindparam("now"), consecutive_failures=0,
-                            last_error=None, not_before=None, polls=t.polls + bindparam("n"),
-                            last_status="unchanged", etag=func.coalesce(bindparam("etag"), t.etag),
-                            last_modified=func.coalesce(bindparam("lm"), t.last_modified)))
-            with self.begin() as conn:
-                conn.execute(stmt, items)
-        return len(items)
+    # --- lifecycle -------------------------------------------------------------------------------------------
 
-    def state(self, tx: Tx, source_id: str) -> Record:
-        return tx.get(SourceState, source_id) or tx.add(SourceState, source_id=source_id)
+    def probe_write(self) -> None:
+        """A real write (and the batched timestamps): raises StoreError when the state cannot be written."""
+        stamp = datetime.now(timezone.utc).isoformat()
+        with self.write() as w:
+            if not w.execute(update(Meta).where(Meta.key == "heartbeat").values(value=stamp)).rowcount:
+                w.execute(insert(Meta).values(key="heartbeat", value=stamp))
 
     def check(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(select(1))
+
+    def close(self) -> None:
+        """Write what is batched and release the connections."""
+        if self._timer is not None:
+            self._timer.cancel()
+        try:
+            self.flush()
+        finally:
+            self.engine.dispose()
 
     def dispose(self) -> None:
         self.engine.dispose()

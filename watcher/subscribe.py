@@ -13,8 +13,8 @@ from typing import Any
 from watcher.config import Config, Subscription
 
 
-def matches(sub: Subscription, payload: dict[str, Any]) -> bool:
-    """True when an event passes every filter of a subscription."""
+def matches(sub: Subscription, payload) -> bool:
+    """True when an event (an Event, or its JSON form) passes every filter of a subscription."""
     if not any(fnmatch(payload.get("source", ""), pat) for pat in sub.sources):
         return False
     if sub.kinds and payload.get("kind") not in sub.kinds:
@@ -28,14 +28,19 @@ def matches(sub: Subscription, payload: dict[str, Any]) -> bool:
     return True
 
 
-def delivery_rows(config: Config, event_id: int, payload: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
-    """The outbox rows for one event: one per channel whose subscription matches (never twice)."""
+def delivery_rows(config: Config, event, now: datetime) -> list[dict[str, Any]]:
+    """The outbox rows for one stored event: one per channel whose subscription matches (never twice). An alert
+    about a channel (channel_failed, channel_recovered) goes to every other enabled channel instead."""
     targets: dict[str, str] = {}
-    for sub in config.subscriptions:
-        if matches(sub, payload):
-            for ch in sub.channels:
-                channel = config.channels.get(ch)
-                if channel is not None and channel.enabled and targets.get(ch) != "immediate":
-                    targets[ch] = sub.mode
-    return [{"event_id": event_id, "channel": ch, "mode": mode, "status": "pending", "attempts": 0,
+    if event.kind in ("channel_failed", "channel_recovered"):
+        broken = event.get("channel")
+        targets = {ch: "immediate" for ch, c in config.channels.items() if c.enabled and ch != broken}
+    else:
+        for sub in config.subscriptions:
+            if matches(sub, event):
+                for ch in sub.channels:
+                    channel = config.channels.get(ch)
+                    if channel is not None and channel.enabled and targets.get(ch) != "immediate":
+                        targets[ch] = sub.mode
+    return [{"event_id": event.id, "channel": ch, "mode": mode, "status": "pending", "attempts": 0,
              "next_try_at": now, "created_at": now} for ch, mode in targets.items()]

@@ -53,7 +53,7 @@ class _DeliveryCollector:
     def collect(self):
         g = GaugeMetricFamily("watcher_deliveries", "Outbox deliveries by channel and status", labels=["channel", "status"])
         try:
-            with self.store.transaction() as s:
+            with self.store.read() as s:
                 for ch, status, n in s.execute(select(Delivery.channel, Delivery.status, func.count())
                                                .group_by(Delivery.channel, Delivery.status)):
                     g.add_metric([ch, status], n)
@@ -63,7 +63,8 @@ class _DeliveryCollector:
 
 
 def atom_feed(store: Store, base_url: str, limit: int = 50) -> bytes:
-    with store.transaction() as s:
+    from watcher.events import Event
+    with store.read() as s:
         rows = list(s.execute(select(EventRow).order_by(EventRow.detected_at.desc(), EventRow.id.desc()).limit(limit)))
     from watcher.render import one_line, text_body, what
     updated = rows[0].detected_at if rows else None
@@ -74,7 +75,7 @@ def atom_feed(store: Store, base_url: str, limit: int = 50) -> bytes:
              f"<updated>{stamp(updated) if updated else '1970-01-01T00:00:00Z'}</updated>",
              f'<generator version="{__version__}">watcher</generator>']
     for r in rows:
-        p = {"id": r.id, **r.payload}
+        p = Event.from_stored(r.id, r.payload)
         link = p.get("url") or ""
         parts += ["<entry>", f"<id>urn:watcher:event:{r.id}</id>",
                   f"<title>{escape(what(p, 'both') + ': ' + (p.get('title') or ''))}</title>",
@@ -88,9 +89,32 @@ def atom_feed(store: Store, base_url: str, limit: int = 50) -> bytes:
     return "\n".join(x for x in parts if x).encode("utf-8")
 
 
-def serve(address: str, store: Store, metrics: Metrics, healthy) -> ThreadingHTTPServer:
+def is_loopback(host: str) -> bool:
+    import ipaddress
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(address: str, store: Store, metrics: Metrics, healthy, *, token: str | None = None,
+          config=None) -> ThreadingHTTPServer:
+    """Start the listener. Loopback needs no token; any other address refuses to start without one. With a token,
+    every page but /healthz needs `Authorization: Bearer <token>` or `?token=<token>`."""
+    import hmac
+    from urllib.parse import parse_qs, urlsplit
+
+    from watcher.errors import ConfigError
+
     host, _, port = address.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit():
+        raise ConfigError(f"--http {address}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    if not is_loopback(host) and not token:
+        raise ConfigError(f"--http {address}: not a loopback address, so the listener needs a token: set "
+                          "WATCHER_HTTP_TOKEN (clients send `Authorization: Bearer <token>` or ?token=)")
 
     class Handler(BaseHTTPRequestHandler):
         server_version = f"watcher/{__version__}"
@@ -98,12 +122,25 @@ def serve(address: str, store: Store, metrics: Metrics, healthy) -> ThreadingHTT
         def log_message(self, fmt, *args):
             log.debug("http %s", fmt % args)
 
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
+        def _send(self, code: int, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Content-Type-Options", "nosniff")
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
             self.end_headers()
             self.wfile.write(body)
+
+        def _authorised(self) -> bool:
+            if not token:
+                return True
+            got = self.headers.get("Authorization", "")
+            if got.startswith("Bearer "):
+                got = got[7:].strip()
+            else:
+                got = (parse_qs(urlsplit(self.path).query).get("token") or [""])[0]
+            return hmac.compare_digest(got.encode(), token.encode())
 
         def do_GET(self):
             path = self.path.split("?", 1)[0]
@@ -111,7 +148,10 @@ def serve(address: str, store: Store, metrics: Metrics, healthy) -> ThreadingHTT
                 if path == "/healthz":
                     ok, why = healthy()
                     self._send(200 if ok else 503, (why + "\n").encode(), "text/plain; charset=utf-8")
-                elif path == "/metrics":
+                elif not self._authorised():
+                    self._send(401, b"token required\n", "text/plain; charset=utf-8",
+                               {"WWW-Authenticate": 'Bearer realm="watcher"'})
+                elif path == "/metrics" and metrics is not None:
                     self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
                 elif path in ("/events.atom", "/feed"):
                     base = f"http://{self.headers.get('Host') or address}"
@@ -125,5 +165,5 @@ def serve(address: str, store: Store, metrics: Metrics, healthy) -> ThreadingHTT
     httpd = ThreadingHTTPServer((host, int(port)), Handler)
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, name="watcher-http", daemon=True).start()
-    log.info("http listener on %s", f"{host}:{httpd.server_address[1]}")
+    log.info("http listener on %s%s", f"{host}:{httpd.server_address[1]}", "" if token else " (no token)")
     return httpd

@@ -37,6 +37,11 @@ class Extractor:
     def parse_detail(self, page: "Page", entry: "Entry", source: "Source") -> dict[str, Any]:
         return {}
 
+    def page_request(self, source: "Source", page_no: int) -> tuple[str, dict[str, str]] | None:
+        """(url, form) that asks for page `page_no` (1, 2, 3...) of the list `source` polls, built from the source's
+        configured url and form; None when this kind's paging is not known. The method stays `source.method`."""
+        return None
+
 
 def extractor(kind: str):
     """Class decorator that registers an extractor under `kind`."""
@@ -53,4 +58,4 @@ def get(kind: str) -> Extractor:
     return EXTRACTORS[kind]
 
 
-from watcher.extract import cac, css, samr, tc260  # noqa: E402,F401  (registration side effects)
+from watcher.extract import cac, css, samr, samr_notices, tc260  # noqa: E402,F401  (registration side effects)

@@ -8,8 +8,9 @@ import re
 from watcher.errors import ParseError
 from watcher.extract import Entries, Extractor, extractor
 from watcher.extract.common import (
-    absolute, attachment_name_from_url, ci_get, find_deadline, find_list, first_paragraph, load_json, node_text,
-    parse_date, parse_html,
+    absolute, as_str, attachment_name_from_url, check_page_no, ci_get, find_deadline, find_list, first_paragraph,
+    load_json, node_text, parse_date, parse_html, query_param, set_query_param, strip_inline_tags, strip_markers,
+    title_text,
 )
 from watcher.identify import clean_text
 from watcher.models import Entry
@@ -57,8 +58,9 @@ class _CacBase(Extractor):
 @extractor("cac.column")
 class CacColumn(_CacBase):
     """CAC column pages (e.g. /hdfw/wxan/A093802index_1.htm): rows `#loadingInfoPage li`, title from the link's
-    title attribute (the text may be truncated), protocol-relative links, date in div.times. Comment requests
-    (征求…意见) get their detail page read for the deadline and attachments."""
+    title attribute (the text may be truncated), protocol-relative links, date in div.times; 置顶/NEW markers and
+    highlight tags are not part of a title. Comment requests (征求…意见) get their detail page read for the deadline
+    and attachments."""
 
     def extract(self, page, source):
         tree = parse_html(page.text)
@@ -71,7 +73,7 @@ class CacColumn(_CacBase):
             if a is None:
                 continue
             url = absolute(page.url, a.attributes.get("href") or "")
-            title = clean_text(html.unescape(a.attributes.get("title") or "")) or node_text(a)
+            title = strip_markers(strip_inline_tags(a.attributes.get("title"))) or title_text(a)
             date_node = li.css_first(".times, .time, span.date, span")
             entries.append(Entry(
                 key=url, url=url, title=title,
@@ -93,15 +95,25 @@ class CacJsonList(_CacBase):
             raise ParseError("JSON has no 'list'", url=page.url)
         entries = Entries()
         for r in rows:
-            link = (ci_get(r, "infourl") or ci_get(r, "url")) if isinstance(r, dict) else None
-            if not link:
+            link = (as_str(ci_get(r, "infourl")) or as_str(ci_get(r, "url"))) if isinstance(r, dict) else ""
+            if not link.strip():
                 continue
-            url = absolute(page.url, str(link))
-            topic = ci_get(r, "topic") or ci_get(r, "title") or ""
-            title = clean_text(html.unescape(re.sub(r"<[^>]+>", "", html.unescape(str(topic)))))
-            pub = ci_get(r, "pubtime") or ci_get(r, "pubTime") or ci_get(r, "publishTime") or ""
-            entries.append(Entry(key=url, url=url, title=title, published=parse_date(str(pub)),
+            url = absolute(page.url, link)
+            topic = as_str(ci_get(r, "topic")) or as_str(ci_get(r, "title"))
+            title = strip_markers(clean_text(html.unescape(re.sub(r"<[^>]+>", "", html.unescape(topic)))))
+            pub = as_str(ci_get(r, "pubtime")) or as_str(ci_get(r, "pubTime")) or as_str(ci_get(r, "publishTime"))
+            entries.append(Entry(key=url, url=url, title=title, published=parse_date(pub),
                                  extra={"comment_request": bool(COMMENT_RE.search(title))}))
         if not entries and rows == []:
             entries.confirmed_empty = True
         return entries
+
+    def page_request(self, source, page_no):
+        """Page N of a channel: the `pageno` form field of POST /cms/JsonList (CONFIRMED, several crawlers); a
+        source that passes it in the query string gets it set there."""
+        check_page_no(page_no)
+        form = dict(source.form or {})
+        if query_param(source.url, "pageno") is not None:
+            return set_query_param(source.url, "pageno", page_no), form
+        form["pageno"] = str(page_no)
+        return source.url, form

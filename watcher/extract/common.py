@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 from datetime import date, datetime, timedelta, timezone
-from urllib.parse import parse_qs, unquote, urljoin, urlsplit
+from urllib.parse import parse_qs, quote, unquote, unquote_plus, urljoin, urlsplit, urlunsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
@@ -21,10 +21,119 @@ def parse_html(text: str) -> LexborHTMLParser:
     return LexborHTMLParser(text)
 
 
+# Elements whose content starts a new line when a browser renders them: their text is kept apart by a space.
+# Everything else (a, span, em, b, font, sacinfo, time, label...) is inline and joined without adding anything, so
+# `成熟度<sacinfo>模型</sacinfo>` reads `成熟度模型`, as on screen.
+BLOCK_TAGS = frozenset({
+    "address", "article", "aside", "blockquote", "body", "br", "caption", "dd", "details", "dialog", "div", "dl",
+    "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr",
+    "html", "li", "main", "nav", "ol", "option", "p", "pre", "section", "summary", "table", "tbody", "td", "tfoot",
+    "th", "thead", "tr", "ul",
+})
+_SKIP_TAGS = frozenset({"script", "style", "template", "noscript", "head", "title", "-comment"})
+
+
+def _text_pieces(node: LexborNode) -> list[str]:
+    """The text of `node` as rendered: inline elements joined as they are, block elements set apart by a space."""
+    out: list[str] = []
+    stack: list = [iter(node.iter(include_text=True))]
+    while stack:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+            continue
+        tag = child.tag
+        if tag == "-text":
+            out.append(child.text_content or "")
+        elif tag in _SKIP_TAGS:
+            continue
+        elif tag in BLOCK_TAGS:
+            out.append(" ")
+            stack.append(_closing(child, out))
+        else:
+            stack.append(iter(child.iter(include_text=True)))
+    return out
+
+
+def _closing(node: LexborNode, out: list[str]):
+    yield from node.iter(include_text=True)
+    out.append(" ")
+
+
 def node_text(node: LexborNode | None) -> str:
+    """Whitespace-collapsed text of a node (entities decoded); inline tags add no spaces, block tags one."""
     if node is None:
         return ""
-    return clean_text(html.unescape(node.text(deep=True, separator=" ")))
+    return clean_text(html.unescape("".join(_text_pieces(node))))
+
+
+# Markers sites add to list rows: pinned labels, "new" badges, hot tags. They are not part of a title.
+MARKER_WORDS = frozenset({
+    "置顶", "顶", "新", "最新", "热", "荐", "推荐", "new", "New", "NEW", "hot", "Hot", "HOT", "top", "Top", "TOP",
+})
+_MARKER_CLASS_RE = re.compile(r"^(?:.*[-_])?(?:new|hot|top|badge|icon|zd|zhiding|sticky|pinned|stick)(?:[-_].*)?$",
+                              re.I)
+_MWORD = r"(?:置顶|顶|新|最新|热|荐|推荐|new|New|NEW|hot|Hot|HOT|top|Top|TOP)"
+_BRACKETED = r"[【\[［(（<〈]\s*" + _MWORD + r"\s*[】\]］)）>〉]"
+_CJK = "\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef"
+# A bare NEW/hot counts as a marker only next to Chinese text, so English titles ("What's new") keep their words.
+_LEAD_MARKER_RE = re.compile(r"^\s*(?:" + _BRACKETED + r"|置顶|(?:NEW|New|new|HOT|Hot|hot)(?=\s*[" + _CJK + r"]))\s*")
+_TRAIL_MARKER_RE = re.compile(r"(?:\s*" + _BRACKETED + r"|(?<=[" + _CJK + r"])\s*(?:NEW|New|new|HOT|Hot|hot))\s*$")
+
+
+def strip_markers(title: str | None) -> str:
+    """A title without the pinned/new/hot markers a site puts before or after it: 【置顶】, [新], NEW, (hot)..."""
+    t = clean_text(title)
+    while True:
+        stripped = _TRAIL_MARKER_RE.sub("", _LEAD_MARKER_RE.sub("", t, count=1), count=1)
+        if stripped == t or not stripped:
+            return t if not stripped else stripped
+        t = stripped
+
+
+# Tags search pages use to highlight a hit: a one-character hit like <em>新</em> is a title's own word, not a badge.
+_HIGHLIGHT_TAGS = frozenset({"sacinfo", "em", "font", "b", "strong", "mark", "u"})
+_STRONG_MARKERS = frozenset({"置顶", "NEW", "New", "HOT"})
+
+
+def _is_marker(node: LexborNode) -> bool:
+    text = clean_text(node.text(deep=True))
+    if not text:
+        return True           # an icon, an <img>, an empty badge span: contributes nothing
+    if re.fullmatch(_BRACKETED, text):
+        return True
+    if node.tag in _HIGHLIGHT_TAGS:
+        return text in _STRONG_MARKERS
+    if text in MARKER_WORDS:
+        return True
+    classes = (node.attributes.get("class") or "").split()
+    return len(text) <= 4 and any(_MARKER_CLASS_RE.match(c) for c in classes)
+
+
+def title_text(node: LexborNode | None) -> str:
+    """The title a person reads in `node`: highlight tags (<sacinfo>, <em>, <font>, <b>, highlight spans) removed
+    without adding spaces, and badge elements or markers at its start or end (置顶, NEW, icons, 【置顶】, [新]) dropped.
+    A marker word in the middle of a title is kept (it is then part of the title, e.g. a highlighted search hit)."""
+    if node is None:
+        return ""
+    segments: list[tuple[str, bool]] = []     # (text, is_marker)
+    for child in node.iter(include_text=True):
+        tag = child.tag
+        if tag == "-text":
+            segments.append((child.text_content or "", False))
+        elif tag in _SKIP_TAGS:
+            continue
+        elif tag in BLOCK_TAGS:
+            segments.append((" " + "".join(_text_pieces(child)) + " ", False))
+        elif _is_marker(child):
+            segments.append((clean_text(child.text(deep=True)), True))
+        else:
+            segments.append(("".join(_text_pieces(child)), False))
+    real = [i for i, (t, m) in enumerate(segments) if not m and t.strip()]
+    if real:
+        segments = [s for i, s in enumerate(segments) if real[0] <= i <= real[-1] or not s[1] and not s[0].strip()]
+    text = "".join(t for t, _ in segments)
+    return strip_markers(html.unescape(text))
 
 
 def require(tree, selector: str, url: str) -> LexborNode:
@@ -34,8 +143,9 @@ def require(tree, selector: str, url: str) -> LexborNode:
     return node
 
 
-def select_value(row: LexborNode, spec: str | None, base_url: str) -> str | None:
-    """`sel` -> text of the first match; `sel@attr` -> attribute (made absolute for href/src)."""
+def select_value(row: LexborNode, spec: str | None, base_url: str, title: bool = False) -> str | None:
+    """`sel` -> text of the first match; `sel@attr` -> attribute (made absolute for href/src). With `title`, the
+    value is read as a title: highlight tags joined without spaces, badges and 置顶/NEW markers dropped."""
     if not spec:
         return None
     sel, attr = (spec.rsplit("@", 1) + [None])[:2] if "@" in spec else (spec, None)
@@ -49,8 +159,10 @@ def select_value(row: LexborNode, spec: str | None, base_url: str) -> str | None
         value = clean_text(html.unescape(value))
         if attr in ("href", "src", "action") and value:
             value = absolute(base_url, value)
+        elif title:
+            value = strip_markers(value)
         return value or None
-    return node_text(node) or None
+    return (title_text(node) if title else node_text(node)) or None
 
 
 def absolute(base: str, href: str) -> str:
@@ -166,3 +278,62 @@ def attachment_name_from_url(url: str) -> str | None:
         if key in q and q[key][0]:
             return clean_text(unquote(q[key][0]))
     return None
+
+
+def query_param(url: str, name: str) -> str | None:
+    """The (decoded) value of query parameter `name` in `url`, or None."""
+    for piece in urlsplit(url).query.split("&"):
+        key, _, value = piece.partition("=")
+        if unquote_plus(key) == name:
+            return unquote_plus(value)
+    return None
+
+
+def set_query_param(url: str, name: str, value: str | int) -> str:
+    """`url` with query parameter `name` set to `value`: replaced in place when present, else appended. The rest
+    of the query is kept byte for byte (a replay or a cache matches the configured URL exactly)."""
+    parts = urlsplit(url)
+    pieces = [p for p in parts.query.split("&") if p] if parts.query else []
+    encoded = f"{quote(name, safe='')}={quote(str(value), safe='')}"
+    for i, piece in enumerate(pieces):
+        if unquote_plus(piece.partition("=")[0]) == name:
+            pieces[i] = encoded
+            break
+    else:
+        pieces.append(encoded)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(pieces), parts.fragment))
+
+
+def check_page_no(page_no: int) -> int:
+    if not isinstance(page_no, int) or isinstance(page_no, bool) or page_no < 1:
+        raise ValueError(f"page numbers start at 1, got {page_no!r}")
+    return page_no
+
+
+def as_str(value) -> str:
+    """A JSON scalar as text ("" for null, objects, lists and booleans): rows of changing APIs may hold anything."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return ""
+    if isinstance(value, (int, float)):
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    return ""
+
+
+def row_value(row: dict, *keys: str) -> str:
+    """The first non-empty value among `keys` (case-insensitive) of a JSON row, as text."""
+    for k in keys:
+        v = as_str(ci_get(row, k)).strip()
+        if v:
+            return v
+    return ""
+
+
+_HIGHLIGHT_TAG_RE = re.compile(r"</?(?:sacinfo|em|font|b|strong|i|u|mark|span|sup|sub|a|img|br)(?:\s[^<>]*)?/?>", re.I)
+
+
+def strip_inline_tags(s: str | None) -> str:
+    """Text of a JSON field that may carry highlight markup (<sacinfo>, <em>, <font color=red>, <span class=…>):
+    the tags removed without adding spaces, entities decoded, whitespace collapsed."""
+    return clean_text(html.unescape(_HIGHLIGHT_TAG_RE.sub("", html.unescape(s or ""))))

@@ -12,7 +12,8 @@ from watcher.models import Entry
 @extractor("css")
 class CssExtractor(Extractor):
     """Rows selected by `rows`; inside each row `title` (default "a"), `link` (default "a@href"), `date`,
-    `deadline`, `summary`. A selector ending in @name takes that attribute. Links are made absolute."""
+    `deadline`, `summary`. A selector ending in @name takes that attribute. Links are made absolute; titles lose
+    highlight tags (without added spaces) and 置顶/NEW markers."""
 
     def extract(self, page, source):
         tree = parse_html(page.text)
@@ -23,7 +24,7 @@ class CssExtractor(Extractor):
         entries: list[Entry] = []
         seen: set[str] = set()
         for row in rows:
-            title = select_value(row, source.title, page.url)
+            title = select_value(row, source.title, page.url, title=True)
             link = select_value(row, source.link, page.url)
             if not title and not link:
                 continue

@@ -8,7 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 from watcher.errors import ParseError
 from watcher.extract import Entries, Extractor, extractor
 from watcher.extract.common import (
-    absolute, find_deadline, first_paragraph, node_text, parse_date, parse_html,
+    absolute, check_page_no, find_deadline, first_paragraph, node_text, parse_date, parse_html, query_param,
+    set_query_param, title_text,
 )
 from watcher.identify import find_plan_nos
 from watcher.models import Entry
@@ -21,7 +22,8 @@ _JUMP_RE = re.compile(r"""jumpDetail\(\s*['"](?P<id>[0-9A-Za-z]+)['"]\s*(?:,\s*[
 class Tc260Suggestions(Extractor):
     """TC260 drafts for public comment: the portal list (/portal/suggestion, rows div.item with
     jumpDetail('<id>','<deadline>')) or the legacy list (/front/bzzqyjList.html, li.list-group-item with
-    [截至日期:…]). Detail pages give the plan number, deadline sentence, attachments and a summary."""
+    [截至日期:…]). Detail pages give the plan number, deadline sentence, attachments and a summary. Pinned/new
+    markers (置顶, NEW, badge icons) are not part of a title."""
 
     has_detail = True
 
@@ -48,7 +50,7 @@ class Tc260Suggestions(Extractor):
             entries.append(Entry(
                 key=sid,
                 url=absolute(page.url, f"/portal/suggestion-detail/{sid}"),
-                title=node_text(a),
+                title=title_text(a),
                 published=published,
                 deadline=deadline,
             ))
@@ -65,7 +67,7 @@ class Tc260Suggestions(Extractor):
             tail = node_text(row.css_first("span.list_time")) or node_text(row)
             m = re.search(r"截[至止]\s*(?:日期|时间)?\s*[:：]?\s*([\d年月日\-/. ]+)", tail)
             entries.append(Entry(
-                key=key, url=url, title=node_text(a).strip(),
+                key=key, url=url, title=title_text(a),
                 deadline=parse_date(m.group(1)) if m else None,
                 published=parse_date(node_text(row.css_first("span.time, span.list_date"))),
             ))
@@ -82,6 +84,24 @@ class Tc260Suggestions(Extractor):
 
     def wants_detail(self, entry, source):
         return source.detail_pages
+
+    def page_request(self, source, page_no):
+        """Page N of the drafts list.
+
+        Legacy list (/front/bzzqyjList.html): `start=<offset>&length=<n>` (CONFIRMED by two scrapers, sources.md
+        §1.2). Portal list (/portal/suggestion): ASSUMED `pageNum=<n>&pageSize=<size>` (default size 10): its
+        pagination was never captured (coverage §5.1), this is the usual form of such portals. A server that ignores
+        the parameters answers page 1 again, whose rows are then only repeats."""
+        check_page_no(page_no)
+        url, form = source.url, dict(source.form or {})
+        if "bzzqyjList" in url or query_param(url, "start") is not None or "start" in form:
+            length = _int(query_param(url, "length") or form.get("length"), 10)
+            if "start" in form:
+                form["start"] = str((page_no - 1) * length)
+                return url, form
+            return set_query_param(set_query_param(url, "start", (page_no - 1) * length), "length", length), form
+        size = _int(query_param(url, "pageSize"), 10)
+        return set_query_param(set_query_param(url, "pageNum", page_no), "pageSize", size), form
 
     def parse_detail(self, page, entry, source):
         tree = parse_html(page.text)
@@ -112,3 +132,11 @@ class Tc260Suggestions(Extractor):
         if atts:
             out["attachments"] = atts
         return out
+
+
+def _int(value, default: int) -> int:
+    try:
+        n = int(str(value))
+    except (TypeError, ValueError):
+        return default
+    return n if n > 0 else default
