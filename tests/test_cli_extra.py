@@ -109,7 +109,10 @@ def test_demo_runs_offline_and_prints_notifications_and_timelines(tmp_path):
     refs = {int(x) for x in re.findall(r"event #(\d+)", out)}
     assert refs == set(range(1, 21))                           # the scenario's 20 events, all told
     assert out.count("┌─ notification → console") < 20           # events about one standard share a message
-    assert "comment -> published" in out
+    # the publication seen on two sites (std.samr row, its stage change, TC260's notice) is one message
+    pub = [m for m in out.split("┌─ notification") if "Standard published · 标准发布: 《网络安全技术 软件物料清单数据格式》" in m]
+    assert len(pub) == 1 and "Draft for comment · 征求意见 → Published · 发布" in pub[0]
+    assert "https://www.tc260.org.cn/portal/article/2/" in pub[0] and "std.samr.gov.cn" in pub[0]
     timeline = out.split("=== standards and their timelines ===", 1)[1]
     assert "GB/T 47020-2026  网络安全技术 软件物料清单数据格式" in timeline
     assert "Traceback" not in r.stderr

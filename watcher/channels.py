@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 from urllib.parse import urlsplit
 
@@ -68,9 +69,40 @@ def quick_check(url: str) -> str | None:
     return None
 
 
+def slack_blocks(url: str) -> bool:
+    """Whether a Slack channel gets Block Kit messages (our own mrkdwn, passed through untouched). The legacy
+    attachment mode re-creates `<!channel>` mentions from escaped text, so it only gets plain text."""
+    q = urlsplit(url).query.lower()
+    return not re.search(r"(?:^|&)blocks=(?:no|false|0|off)\b", q)
+
+
+def _with_blocks(url: str) -> str:
+    if scheme_of(url) != "slack" or re.search(r"(?:^|[?&])blocks=", url):
+        return url
+    return url + ("&" if "?" in url else "?") + "blocks=yes"
+
+
+def encode_subject(subject: str) -> str:
+    """RFC 2047 encoded words of at most 75 characters each, separated by spaces, for a non-ASCII subject: mail
+    readers join them, and no header line comes near the 998-byte limit."""
+    if subject.isascii():
+        return subject
+    import base64
+    words, chunk = [], ""
+    for ch in subject:
+        if len(base64.b64encode((chunk + ch).encode("utf-8"))) > 75 - len("=?utf-8?b??="):
+            words.append(chunk)
+            chunk = ""
+        chunk += ch
+    if chunk:
+        words.append(chunk)
+    return " ".join(f"=?utf-8?b?{base64.b64encode(w.encode('utf-8')).decode('ascii')}?=" for w in words)
+
+
 def _plugin(url: str):
     """The apprise plugin instance for a URL, or None when apprise cannot read it."""
     import apprise  # noqa: F401  (imported on purpose only here)
+    url = _with_blocks(url)
     s = scheme_of(url)
     target = SCHEMES.get(s)
     if target is None or urlsplit(url).scheme.lower() in ("http", "https") and s not in SCHEMES:
@@ -117,8 +149,9 @@ def privacy_url(url: str) -> str:
     return mask(obj.url(privacy=True))
 
 
-def send(url: str, title: str, body: str, body_format: str) -> tuple[bool, str]:
-    """Send one message; (ok, error text). Failure is a result, never an exception."""
+def send(url: str, title: str, body: str, body_format: str, notify_type: str = "info") -> tuple[bool, str]:
+    """Send one message; (ok, error text). Failure is a result, never an exception. `body_format` "slack" is
+    Slack mrkdwn made by us: apprise passes it through untouched (Block Kit)."""
     from watcher.logs import mask
     import apprise
     try:
@@ -128,13 +161,16 @@ def send(url: str, title: str, body: str, body_format: str) -> tuple[bool, str]:
     if obj is None:
         return False, "invalid apprise URL"
     fmt = {"markdown": apprise.NotifyFormat.MARKDOWN, "html": apprise.NotifyFormat.HTML,
-           "text": apprise.NotifyFormat.TEXT}[body_format]
+           "text": apprise.NotifyFormat.TEXT, "slack": None}[body_format]
+    if family(url) == "email":
+        title = encode_subject(title)
     logs: list[str] = []
     handler = _Capture(logs)
     alog = logging.getLogger("apprise")
     alog.addHandler(handler)
     try:
-        ok = obj.notify(body=body, title=title, body_format=fmt)
+        ok = obj.notify(body=body, title=title, body_format=fmt,
+                        notify_type=getattr(apprise.NotifyType, notify_type.upper(), apprise.NotifyType.INFO))
     except Exception as e:  # a plugin bug must not kill the sender; the row stays retryable
         return False, mask(f"{e.__class__.__name__}: {e}")[:2000]
     finally:

@@ -381,6 +381,16 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     if hasattr(signal, "SIGXFSZ"):      # a file size limit makes writes fail (EFBIG) instead of killing us
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    from watcher.sanitize import SafeStream
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeStream(out), SafeStream(err)   # no page text can steer the terminal
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     for name, default in (("config", None), ("state", None), ("db", None), ("log_level", "info"), ("log_format", "kv")):

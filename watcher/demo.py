@@ -47,7 +47,7 @@ def run_demo(args) -> int:
     out = sys.stdout
     clock_box = {"now": datetime.now().astimezone()}
 
-    def console_sender(channel, title, body, fmt):
+    def console_sender(channel, title, body, fmt, notify_type="info"):
         out.write(f"\n  ┌─ notification → {channel.id}\n  │ {title}\n")
         for line in body.splitlines():
             out.write(f"  │ {line}\n")

@@ -164,8 +164,8 @@ class Fetcher:
         cookie jar when no cookie is set: about 12% of an unchanged poll). A redirect, a site that sets cookies,
         or a POST goes through the client, which follows redirects and keeps the cookies; a URL that redirected
         once goes through the client from then on."""
-        if req.method != "GET" or client.cookies or req.url in self._redirecting:
-            return client.send(req, stream=True)
+        if req.method != "GET" or client.cookies or req.url in self._redirecting or req.url.userinfo:
+            return client.send(req, stream=True)        # (user info in the URL: the client sends it as Basic auth)
         r = transport.handle_request(req)
         r.request = req
         if r.has_redirect_location:

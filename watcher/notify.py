@@ -38,24 +38,28 @@ from watcher.subscribe import matches  # noqa: F401  (re-exported for callers of
 log = logging.getLogger("watcher.notify")
 
 LEASE = timedelta(seconds=120)
-CLAIM_SIZE = 10
+CLAIM_SIZE = 50
 BACKOFF_BASE, BACKOFF_MAX = 30.0, 3600.0
 HOST = socket.gethostname()[:40]
 
 
 # --- sending -------------------------------------------------------------------------------------------------
 
-def send(channel: Channel, title: str, body: str, body_format: str) -> tuple[bool, str]:
+def send(channel: Channel, title: str, body: str, body_format: str, notify_type: str = "info") -> tuple[bool, str]:
     """Send one message through apprise; (ok, error text)."""
-    return channel_send(channel.url, title, body, body_format)
+    return channel_send(channel.url, title, body, body_format, notify_type)
 
 
-def message_for(channel: Channel, events: list[Event], today, *, digest: bool = False) -> tuple[str, str, str]:
-    """(title, body, body format) of one message for a channel."""
+def message_for(channel: Channel, events: list[Event], today, *, digest: bool = False) -> tuple[str, str, str, str]:
+    """(title, body, body format, notify type) of one message for a channel."""
+    from watcher.channels import slack_blocks
     fam = channel_family(channel.url)
+    fmt = channel.format
+    if fam == "slack" and not slack_blocks(channel.url):
+        fmt = "text"
     if digest:
-        return render_digest(events, fam, channel.format, channel.language, today)
-    return render_single(events, fam, channel.format, channel.language, today)
+        return render_digest(events, fam, fmt, channel.language, today)
+    return render_single(events, fam, fmt, channel.language, today)
 
 
 @dataclass
@@ -194,21 +198,20 @@ class Outbox:
     def _send_immediate(self, token: str, rows: list[Any], res: DrainResult, *, manual: bool) -> None:
         today = self.now().astimezone(CHINA).date()
         events = self._events({d.event_id for d in rows})
-        groups: dict[tuple[str, str], list[Any]] = {}
+        by_channel: dict[str, list[Any]] = {}
         for d in rows:
             channel = self.config.channels.get(d.channel)
             if channel is None or not channel.enabled:
                 self._finish(token, [d], ok=False, error=f"channel {d.channel} is no longer configured", manual=False,
                              res=res, give_up=True)
                 continue
+            by_channel.setdefault(d.channel, []).append(d)
+        for ch, ds in by_channel.items():
             # one fact, one message: events of one cycle about the same standard go out together
-            ev = events.get(d.event_id)
-            key = _group_key(ev) if ev is not None else f"event:{d.event_id}"
-            groups.setdefault((d.channel, key), []).append(d)
-        for (ch, _), group in groups.items():
-            if self.stopping.is_set():
-                return
-            self._send_group(token, self.config.channels[ch], group, events, res, today=today, manual=manual)
+            for group in _fact_groups(ds, events):
+                if self.stopping.is_set():
+                    return
+                self._send_group(token, self.config.channels[ch], group, events, res, today=today, manual=manual)
 
     def _send_group(self, token: str, channel: Channel, group: list[Any], events: dict[int, Event],
                     res: DrainResult, *, today, manual: bool, digest: bool = False) -> None:
@@ -218,8 +221,8 @@ class Outbox:
             res.lost += 1
             return
         evs = [events[d.event_id] for d in group if d.event_id in events]
-        title, body, fmt = message_for(channel, evs, today, digest=digest)
-        ok, err = self.sender(channel, title, body, fmt)
+        title, body, fmt, ntype = message_for(channel, evs, today, digest=digest)
+        ok, err = self.sender(channel, title, body, fmt, ntype)
         self._finish(token, group, ok=ok, error=err, manual=manual, res=res)
         self._channel_result(channel, ok, err)
 
@@ -344,11 +347,33 @@ class Outbox:
         return out
 
 
-def _group_key(ev: Event) -> str:
-    """Events of one poll cycle about one standard share a key: its standard or plan number."""
-    if ev.kind in ("new", "changed", "stage_changed") and (ev.std_no or ev.plan_no):
-        return f"{ev.detected_at[:16] if ev.detected_at else ''}:{ev.std_no or ev.plan_no}"
-    return f"event:{ev.id}"
+CYCLE = timedelta(minutes=15)     # events detected this close together belong to one poll cycle
+
+
+def _fact_groups(rows: list[Any], events: dict[int, Event]) -> list[list[Any]]:
+    """Deliveries whose events are about one standard and were detected in one cycle, grouped."""
+    from watcher.render import group_facts
+    evs = [events.get(d.event_id) for d in rows]
+    known = [(d, e) for d, e in zip(rows, evs) if e is not None]
+    out: list[list[Any]] = [[d] for d, e in zip(rows, evs) if e is None]
+    for group in group_facts([e for _, e in known]):
+        ids = {e.id for e in group}
+        members = [d for d, e in known if e.id in ids]
+        # split a group whose events are far apart in time (separate cycles tell separate news)
+        members.sort(key=lambda d: events[d.event_id].detected_at or "")
+        current: list[Any] = []
+        start = None
+        for d in members:
+            at = datetime.fromisoformat((events[d.event_id].detected_at or "1970-01-01T00:00:00Z").replace("Z", "+00:00"))
+            if current and start is not None and at - start > CYCLE:
+                out.append(current)
+                current, start = [], None
+            if start is None:
+                start = at
+            current.append(d)
+        if current:
+            out.append(current)
+    return out
 
 
 def drain_outbox(store: Store, config: Config, *, now: Callable[[], datetime] = utcnow, ignore_backoff: bool = False,
@@ -448,5 +473,5 @@ SAMPLE_EVENT = Event(
 
 
 def send_test(config: Config, channel: Channel) -> tuple[bool, str]:
-    title, body, fmt = message_for(channel, [SAMPLE_EVENT], None)
-    return send(channel, "[test] " + title, body, fmt)
+    title, body, fmt, ntype = message_for(channel, [SAMPLE_EVENT], None)
+    return send(channel, "[test] " + title, body, fmt, ntype)

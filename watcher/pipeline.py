@@ -304,7 +304,7 @@ def _commit_failure(ctx: Context, p: Prepared) -> PollOutcome:
     with ctx.store.write() as w:
         st = ctx.store.load_state(w, source.id)
         fails = (st.get("consecutive_failures") or 0) + 1
-        ch: dict[str, Any] = {"last_poll_at": now, "last_status": "failed", "last_error": str(err),
+        ch: dict[str, Any] = {"last_poll_at": now, "last_status": "failed", "last_error": _safe_error(err),
                               "polls": (st.get("polls") or 0) + 1, "consecutive_failures": fails}
         if err.retry_after:
             ch["not_before"] = now + timedelta(seconds=min(err.retry_after, retry_after_cap(source)))
@@ -315,7 +315,14 @@ def _commit_failure(ctx: Context, p: Prepared) -> PollOutcome:
                                               retry_after=err.retry_after, consecutive_failures=fails))
         events = write_events(w, ctx.config, events, now)
         ctx.store.save_state(w, st, **ch)
-    return PollOutcome(source.id, "failed", events=events, error=str(err))
+    return PollOutcome(source.id, "failed", events=events, error=_safe_error(err))
+
+
+def _safe_error(err: Exception | str) -> str:
+    """An error as it may be stored and shown: secrets masked, page or server text made safe."""
+    from watcher.logs import mask
+    from watcher.sanitize import clean
+    return clean(mask(str(err)), 1000) or ""
 
 
 def retry_after_cap(source: Source) -> float:
@@ -330,6 +337,7 @@ def _commit_broken(ctx: Context, p: Prepared) -> PollOutcome:
         st = ctx.store.load_state(w, source.id)
         broken = (st.get("consecutive_broken") or 0) + 1
         # fetch in full next time: a 304 must not hide the breakage
+        reason = _safe_error(reason)
         ch: dict[str, Any] = {"last_poll_at": now, "last_status": "broken", "last_error": reason,
                               "polls": (st.get("polls") or 0) + 1, "consecutive_failures": 0,
                               "consecutive_broken": broken, "etag": None, "last_modified": None, "body_digest": None}

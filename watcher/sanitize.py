@@ -88,3 +88,33 @@ def sanitize_entry(e) -> None:
     e.std_nos = [clean(x, 64) for x in e.std_nos]
     e.attachments = clean_any(e.attachments, TITLE_MAX)
     e.extra = clean_any(e.extra)
+
+
+_TERMINAL_UNSAFE = re.compile(
+    "\x1b\\[[0-?]*[ -/]*[@-~]|\x1b\\][^\x07\x1b]*(?:\x07|\x1b\\\\)?|\x1b[@-Z\\\\-_]?"
+    "|[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]")
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff"
+                          "\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
+def terminal_safe(text: str) -> str:
+    """What may reach a terminal: no escape sequences, controls (but newline and tab) or direction overrides."""
+    return _TERMINAL_UNSAFE.sub("", text)
+
+
+def xml_safe(text: str) -> str:
+    """Characters XML 1.0 allows (and no invisible direction or width tricks)."""
+    return _XML_INVALID.sub("", text)
+
+
+class SafeStream:
+    """A text stream that passes everything through `terminal_safe`: the CLI's stdout and stderr."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def write(self, s: str) -> int:
+        return self._inner.write(terminal_safe(s))
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)

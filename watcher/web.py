@@ -33,6 +33,7 @@ class Metrics:
         self.duration = Histogram("watcher_poll_duration_seconds", "Duration of one poll",
                                   buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=self.registry)
         self.registry.register(_DeliveryCollector(store))
+        self.registry.register(_StateCollector(store))
 
     def observe(self, outcome) -> None:
         self.polls.labels(outcome.source, outcome.status).inc()
@@ -44,6 +45,16 @@ class Metrics:
             self.last_success.labels(outcome.source).set(time.time())
         for ev in outcome.events:
             self.events.labels(ev["kind"]).inc()
+
+
+class _StateCollector:
+    def __init__(self, store: Store):
+        self.store = store
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+        yield CounterMetricFamily("watcher_state_write_errors", "Failed writes to the state since start",
+                                  value=self.store.write_errors)
 
 
 class _DeliveryCollector:
@@ -86,7 +97,8 @@ def atom_feed(store: Store, base_url: str, limit: int = 50) -> bytes:
                   f"<summary>{escape(one_line(p))}</summary>",
                   f'<content type="text">{escape(text_body(p))}</content>', "</entry>"]
     parts.append("</feed>")
-    return "\n".join(x for x in parts if x).encode("utf-8")
+    from watcher.sanitize import xml_safe
+    return xml_safe("\n".join(x for x in parts if x)).encode("utf-8")
 
 
 def is_loopback(host: str) -> bool:
