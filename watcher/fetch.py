@@ -208,6 +208,11 @@ class Fetcher:
                         size += len(chunk)
                         if size > max_bytes:
                             raise FetchError(f"response too large (over max_bytes {max_bytes})", url=url)
+                        if time.monotonic() - t0 > timeout:
+                            # `timeout` bounds the whole request, not each read: a page dripped slowly fails
+                            err = FetchError(f"timeout after {timeout:g}s (the body was still arriving)", url=url)
+                            err.transient = True
+                            raise err
                         chunks.append(chunk)
                     return FetchResult(str(r.url), r.status_code, dict(r.headers), b"".join(chunks),
                                        elapsed=time.monotonic() - t0)

@@ -100,5 +100,5 @@ def setup_logging(level: str = "info", fmt: str = "kv") -> None:
     h.setFormatter(_Formatter(fmt))
     root.addHandler(h)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
-    for noisy in ("httpx", "httpcore", "apscheduler.executors.default", "apprise"):
+    for noisy in ("httpx", "httpcore", "apscheduler", "apprise"):   # no scheduler chatter (job ran / executed)
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -37,8 +37,9 @@ from watcher.subscribe import matches  # noqa: F401  (re-exported for callers of
 
 log = logging.getLogger("watcher.notify")
 
-LEASE = timedelta(seconds=120)
-CLAIM_SIZE = 50
+# a claim lasts this long unless renewed (before every send); tests shorten it with WATCHER_CLAIM_LEASE
+LEASE = timedelta(seconds=float(os.environ.get("WATCHER_CLAIM_LEASE", "120")))
+CLAIM_SIZE = 20
 BACKOFF_BASE, BACKOFF_MAX = 30.0, 3600.0
 HOST = socket.gethostname()[:40]
 
