@@ -370,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="spread the first polls over this many seconds (default 5)")
     sp = add("healthcheck", cmd_healthcheck, "exit 0 when the daemon's heartbeat is fresh and the state opens")
     sp.add_argument("--max-age", type=float, default=180.0, help="seconds a heartbeat stays fresh")
+    from watcher.views_cli import register
+    register(add)
     sp = add("demo", cmd_demo, "replay the bundled recorded timeline through the daemon, offline")
     sp.add_argument("--speed", type=float, default=2.0, help="seconds per snapshot")
     return p

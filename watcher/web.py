@@ -169,7 +169,14 @@ def serve(address: str, store: Store, metrics: Metrics, healthy, *, token: str |
                     base = f"http://{self.headers.get('Host') or address}"
                     self._send(200, atom_feed(store, base), "application/atom+xml; charset=utf-8")
                 else:
-                    self._send(404, b"not found\n", "text/plain")
+                    from watcher.webview import handle
+                    query = parse_qs(urlsplit(self.path).query)
+                    got = handle(path, query, store, config() if callable(config) else config,
+                                 base_url=f"http://{self.headers.get('Host') or address}")
+                    if got is None:
+                        self._send(404, b"not found\n", "text/plain")
+                    else:
+                        self._send(*got)
             except Exception as e:  # keep the listener alive
                 log.exception("http %s failed", path)
                 self._send(500, f"error: {e.__class__.__name__}\n".encode(), "text/plain")
