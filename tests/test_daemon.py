@@ -148,7 +148,14 @@ def test_compose_file_single_and_ha_setups():
     services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
     single = services["watcher"]
     assert "profiles" not in single and "state:/app/state" in single["volumes"]
-    assert "./sources.toml:/app/sources.toml:ro" in single["volumes"] and single["stop_grace_period"] == "30s"
+    assert single["stop_grace_period"] == "30s"
+    # the config is a directory mount (a single-file mount would pin the old inode and miss edits)
+    cfg = next(v for v in single["volumes"] if isinstance(v, dict) and v["target"] == "/app/config")
+    assert cfg["type"] == "bind" and cfg["read_only"] and cfg["bind"]["create_host_path"] is False
+    assert single["environment"]["WATCHER_HTTP_TOKEN"].startswith("${WATCHER_HTTP_TOKEN:?")   # it binds 0.0.0.0
+    for name in ("watcher-a", "watcher-b"):
+        assert any(isinstance(v, dict) and v["target"] == "/app/config" for v in services[name]["volumes"])
+    assert not (ROOT / "Dockerfile").read_text().startswith("# syntax=")   # BuildKit would fetch a frontend
     for name in ("postgres", "watcher-a", "watcher-b"):
         assert services[name]["profiles"] == ["ha"]
     for name in ("watcher-a", "watcher-b"):

@@ -63,7 +63,17 @@ def run_demo(args) -> int:
 
     from apscheduler.triggers.date import DateTrigger
 
+    failed: list[BaseException] = []
+
     def cycle(i: int):
+        try:
+            run_cycle(i)
+        except Exception as e:  # a demo that breaks must end, not wait for a next cycle forever
+            failed.append(e)
+            out.write(f"\nwatcher demo: snapshot {snapshots[i]} failed: {e.__class__.__name__}: {e}\n")
+            daemon.stop()
+
+    def run_cycle(i: int):
         name = snapshots[i]
         snap = Snapshot(DEMO_DIR / "replay" / name)
         transport.inner = ReplayTransport(snap)
@@ -91,6 +101,9 @@ def run_demo(args) -> int:
                              id=f"demo:{snapshots[0]}")
     out.write("watcher demo: replaying the bundled TC260 / std.samr / CAC timeline through the daemon (offline)\n")
     daemon.run_jobs_only()
+    if failed:
+        store.close()
+        return 1
     _print_timelines(store, out)
     out.write(f"\nState of this demo: {state}. Next: edit sources.toml and run `watcher run`.\n")
     store.close()

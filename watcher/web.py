@@ -126,7 +126,7 @@ def serve(address: str, store: Store, metrics: Metrics, healthy, *, token: str |
         raise ConfigError(f"--http {address}: expected HOST:PORT, e.g. 127.0.0.1:8080")
     if not is_loopback(host) and not token:
         raise ConfigError(f"--http {address}: not a loopback address, so the listener needs a token: set "
-                          "WATCHER_HTTP_TOKEN (clients send `Authorization: Bearer <token>` or ?token=)")
+                          "WATCHER_HTTP_TOKEN (clients then send it as a bearer token, or in a token query parameter)")
 
     class Handler(BaseHTTPRequestHandler):
         server_version = f"watcher/{__version__}"
