@@ -245,3 +245,63 @@ def test_read_commands_refuse_a_state_that_does_not_exist(tmp_path, capsys):
         code, out, err = run(*cmd)
         assert code == 2 and "no state at" in err and "Traceback" not in err, (cmd, err)
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_large_poll_over_several_sites_spreads_over_processes_with_the_same_results(tmp_path):
+    """120 sources on 3 sites: `once` forks one process per core (each owning whole sites); the events and the
+    order of the output are those of the same run without forking."""
+    import subprocess
+    import sys
+
+    hits: dict[str, int] = {}
+    version = {"v": 0}
+
+    class Site(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            n = int(self.path.rsplit("/", 1)[-1])
+            hits[self.path] = hits.get(self.path, 0) + 1
+            extra = f"<li><a href='/n/{n}/{version['v']}'>新 {n} {version['v']}</a></li>" if version["v"] and n % 7 == 0 else ""
+            body = f"<ul class='news'>{extra}<li><a href='/a/{n}'>通知 {n}</a><span class='d'>2026-03-01</span></li></ul>"
+            data = body.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    servers = []
+    for h in range(3):
+        srv = http.server.ThreadingHTTPServer((f"127.0.0.{h + 1}", 0), Site)
+        srv.daemon_threads = True
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+    text = "".join(_css(f"s{i:03d}", f"http://127.0.0.{i % 3 + 1}:{servers[i % 3].server_address[1]}/p/{i}")
+                   for i in range(120))
+    cfg = write_config(tmp_path, text)
+    results = {}
+    try:
+        for mode in ("fork", "threads"):
+            env = {**__import__("os").environ, **({"WATCHER_NO_FORK": "1"} if mode == "threads" else {})}
+            env.pop("WATCHER_NO_FORK", None) if mode == "fork" else None
+            base = [sys.executable, "-m", "watcher", "--config", str(cfg), "--state", str(tmp_path / mode)]
+            version["v"] = 0
+            subprocess.run(base + ["once"], check=True, capture_output=True, env=env)
+            version["v"] = 1
+            r = subprocess.run(base + ["--log-level", "debug", "once", "--json"], capture_output=True, text=True,
+                               env=env)
+            assert r.returncode == 0, r.stderr
+            lanes = re.findall(r"msg=lane pid=(\d+) sources=(\d+) sites=(\d+)", r.stderr)
+            if mode == "fork":          # one lane per core (2 here), each owning whole sites
+                assert len(lanes) == min(__import__("os").cpu_count(), 3) and sum(int(n) for _, n, _ in lanes) == 120
+            else:
+                assert lanes == []
+            results[mode] = [(e["kind"], e["source"], e["url"].split("/", 3)[-1]) for e in map(json.loads, r.stdout.splitlines())]
+    finally:
+        for srv in servers:
+            srv.shutdown()
+    assert len(results["fork"]) == len([i for i in range(120) if i % 7 == 0])
+    assert results["fork"] == results["threads"]                       # same events, same order
+    assert all(v == 4 for v in hits.values())                          # each page fetched once per run, 2 runs x 2 modes

@@ -35,6 +35,15 @@ class FetchError(WatcherError):
         self.status = status
         self.retry_after = retry_after
 
+    def __reduce__(self):   # picklable (a poll's first half may run in another process)
+        return _fetch_error, (str(self), self.url, self.status, self.retry_after, getattr(self, "transient", False))
+
+
+def _fetch_error(message, url, status, retry_after, transient):
+    e = FetchError(message, url=url, status=status, retry_after=retry_after)
+    e.transient = transient
+    return e
+
 
 class ParseError(WatcherError):
     """The page does not have the structure the extractor needs."""

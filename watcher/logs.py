@@ -58,12 +58,17 @@ def register_url_secrets(url: str) -> None:
         register_secret(unquote(parts.password))
 
 
+_MAYBE_SECRET = re.compile(r"[:=@]|xox", re.I)
+
+
 def mask(text: str) -> str:
     """Hide passwords, tokens and every registered secret inside URLs and messages."""
     if not isinstance(text, str):
         text = str(text)
     if _secret_re is not None:
         text = _secret_re.sub("****", text)
+    if not _MAYBE_SECRET.search(text):       # no URL, no key=value, no token prefix: nothing more to hide
+        return text
     for rx in _SECRET_RES:
         text = rx.sub(lambda m: m.group("keep") + "****", text)
     return text
@@ -78,13 +83,25 @@ class _Formatter(logging.Formatter):
         msg = mask(record.getMessage())
         if record.exc_info:
             msg += " " + mask(self.formatException(record.exc_info)).replace("\n", " | ")
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z"
+        ts = _stamp(record.created)
         fields = getattr(record, "fields", None) or {}
         if self.fmt == "json":
             return json.dumps({"ts": ts, "level": record.levelname.lower(), "logger": record.name, "msg": msg,
-                               **{k: v for k, v in fields.items()}}, ensure_ascii=False, default=str)
-        extra = " ".join(f"{k}={_kv(v)}" for k, v in fields.items())
+                               **{k: mask(v) if isinstance(v, str) else v for k, v in fields.items()}},
+                              ensure_ascii=False, default=str)
+        extra = " ".join(f"{k}={v if type(v) is int else _kv(v)}" for k, v in fields.items())
         return f"ts={ts} level={record.levelname.lower()} logger={record.name} msg={_kv(msg)}" + (f" {extra}" if extra else "")
+
+
+_last_stamp: list = [0, ""]
+
+
+def _stamp(created: float) -> str:
+    """ISO time to the second, formatted once per second (a busy daemon logs many lines a second)."""
+    sec = int(created)
+    if _last_stamp[0] != sec:
+        _last_stamp[:] = [sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + "Z"]
+    return _last_stamp[1]
 
 
 def _kv(v: object) -> str:

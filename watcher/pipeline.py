@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 from datetime import datetime, timedelta
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -226,13 +227,13 @@ def _prepare(ctx: Context, p: Prepared) -> None:
 
 
 def _load_previous(ctx: Context, source: Source, keys: list[str]) -> dict[str, Any]:
-    """The stored rows of these entry keys (read-only Row objects), by key."""
+    """The stored rows of these entry keys (plain read-only records), by key."""
     out: dict[str, Any] = {}
     with ctx.store.read() as conn:
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
             for r in conn.execute(select(EntryRow).where(EntryRow.source_id == source.id, EntryRow.key.in_(chunk))):
-                out[r.key] = r
+                out[r.key] = SimpleNamespace(**r._mapping)
     return out
 
 
