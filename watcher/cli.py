@@ -98,7 +98,9 @@ def _select_sources(config, ids: list[str]):
 
 
 def cmd_once(args) -> int:
+    import gc
     config = _load(args)
+    gc.freeze()         # the config lives until the end: keep its objects out of every collection
     sources = _select_sources(config, args.sources)
     store = _store(args)
     runner = make_runner(config, store, replay=args.replay, now=args.now)
@@ -152,9 +154,15 @@ def cmd_events(args) -> int:
         if args.kind:
             q = q.where(EventRow.kind == args.kind)
         q = q.limit(args.limit)
-        for row in s.execute(q):
-            ev = Event.from_stored(row.id, row.payload)
-            print(json.dumps(ev.to_json(), ensure_ascii=False) if args.json else _human(ev))
+        events = [Event.from_stored(row.id, row.payload) for row in s.execute(q)]
+    if args.json:
+        for ev in events:
+            print(json.dumps(ev.to_json(), ensure_ascii=False))
+    else:
+        # when (Beijing), #id, kind, source, title [facts], link; columns aligned by display width
+        from watcher.views_cli import event_lines
+        for line in event_lines(events):
+            print(line)
     return EXIT_OK
 
 
@@ -390,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     finally:
         sys.stdout, sys.stderr = out, err
+        import gc
+        gc.freeze()     # nothing is left to collect: spare the interpreter's final full collection
 
 
 def _main(argv: list[str] | None) -> int:

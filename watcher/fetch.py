@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 def _import_httpx_sync_only():
     """httpcore imports trio and anyio (when installed) for async backends; watcher only uses the sync client, so
     keep them out of the daemon's memory (about 4 MB)."""
-    blocked = [m for m in ("trio", "anyio") if m not in sys.modules]
+    blocked = [m for m in ("trio", "anyio", "click", "pygments", "rich") if m not in sys.modules]   # (and httpx's
+    # command-line client, which imports click and pygments when they are installed)
     for m in blocked:
         sys.modules[m] = None  # type: ignore[assignment]  # makes `import m` raise ImportError
     try:
