@@ -156,5 +156,5 @@ def test_replicas_starting_together_on_an_empty_database(tmp_path):
     assert errors == []
     engine = create_engine(PG_URL)
     with engine.connect() as c:
-        assert c.execute(text("SELECT key, value FROM meta")).all() == [("schema_version", "2")]
+        assert c.execute(text("SELECT key, value FROM meta")).all() == [("schema_version", "3")]
     engine.dispose()

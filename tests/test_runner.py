@@ -224,16 +224,21 @@ def test_a_version_1_state_is_migrated_in_place(db_url, tmp_path, capsys):
     Store(db_url).dispose()
     eng = create_engine(db_url)
     with eng.begin() as c:                                           # back to what version 1 wrote
-        for table, column in MIGRATIONS[2]:
-            c.execute(text(f"ALTER TABLE {table.__table__.name} DROP COLUMN {column}"))
+        for version in (3, 2):
+            for table, column in MIGRATIONS[version]:
+                for idx in table.__table__.indexes:
+                    if column in idx.columns:
+                        c.execute(text(f"DROP INDEX IF EXISTS {idx.name}"))
+                c.execute(text(f"ALTER TABLE {table.__table__.name} DROP COLUMN {column}"))
         c.execute(text("DROP TABLE channel_state"))
+        c.execute(text("DROP TABLE archive"))
         c.execute(text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
     eng.dispose()
     events = run.events("--replay", str(REPLAY / "t1"))
     assert sorted(e["kind"] for e in events) == ["new", "new", "new"]
     eng = create_engine(db_url)
     with eng.connect() as c:
-        assert c.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar() == "2"
+        assert c.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar() == "3"
         assert c.execute(text("SELECT count(*) FROM entries WHERE detail_failures = 0")).scalar() > 0
     eng.dispose()
 

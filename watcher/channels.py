@@ -108,7 +108,10 @@ def _plugin(url: str):
     if target is None or urlsplit(url).scheme.lower() in ("http", "https") and s not in SCHEMES:
         return apprise.Apprise.instantiate(url, asset=_asset(), suppress_exceptions=True)
     module, cls_name = target
-    cls = getattr(importlib.import_module(module), cls_name)
+    try:
+        cls = getattr(importlib.import_module(module), cls_name)
+    except (ImportError, AttributeError):      # another apprise version: let it find the plugin itself
+        return apprise.Apprise.instantiate(url, asset=_asset(), suppress_exceptions=True)
     if urlsplit(url).scheme.lower() in ("http", "https"):
         parsed = cls.parse_native_url(url)
     else:

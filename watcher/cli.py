@@ -58,7 +58,7 @@ def _out(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
 
 
-def make_runner(config, store, *, replay: str | None = None, now: str | None = None):
+def make_runner(config, store, *, replay: str | None = None, now: str | None = None, archive_dir=None):
     """A Runner, answering from a replay snapshot (and at its clock) when asked."""
     from watcher.runner import Runner
 
@@ -73,7 +73,7 @@ def make_runner(config, store, *, replay: str | None = None, now: str | None = N
     if now:
         fixed = parse_when(now, "--now")
         clock = lambda: fixed  # noqa: E731
-    return Runner(config, store, transport=transport, clock=clock)
+    return Runner(config, store, transport=transport, clock=clock, archive_dir=archive_dir)
 
 
 # --- commands ------------------------------------------------------------------------------------------------
@@ -103,7 +103,7 @@ def cmd_once(args) -> int:
     gc.freeze()         # the config lives until the end: keep its objects out of every collection
     sources = _select_sources(config, args.sources)
     store = _store(args)
-    runner = make_runner(config, store, replay=args.replay, now=args.now)
+    runner = make_runner(config, store, replay=args.replay, now=args.now, archive_dir=_paths(args)[1] / "archive")
     code = EXIT_OK
 
     def report(out) -> None:
@@ -218,13 +218,39 @@ def cmd_standards(args) -> int:
         if args.committee:
             q = q.where(Standard.committee == args.committee)
         for r in s.execute(q):
-            d = {"id": r.id, "plan_no": r.plan_no, "std_no": r.std_no, "title": r.title, "stage": r.stage,
-                 "stage_since": r.stage_since.isoformat() if r.stage_since else None, "committee": r.committee}
+            d = {"id": r.id, "plan_no": r.plan_no, "std_no": r.std_no, "title": r.title, "title_en": r.title_en,
+                 "stage": r.stage, "stage_since": r.stage_since.isoformat() if r.stage_since else None,
+                 "committee": r.committee, "issue_date": r.issue_date, "act_date": r.act_date,
+                 "replaces": r.replaces or [], "replaced_by": r.replaced_by or []}
             if args.json:
                 _out(d)
             else:
-                print(f"#{r.id:<4} {r.std_no or r.plan_no or '-':22} {stage_label(r.stage):34} {r.title}")
+                en = f" / {r.title_en}" if r.title_en else ""
+                print(f"#{r.id:<4} {r.std_no or r.plan_no or '-':22} {_pad(stage_label(r.stage), 36)} {r.title}{en}")
     return EXIT_OK
+
+
+def _width(text: str) -> int:
+    import unicodedata
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _pad(text: str, width: int) -> str:
+    """Pad to a display width (a CJK character takes two columns)."""
+    return text + " " * max(0, width - _width(text))
+
+
+def _editions(conn, rec) -> list:
+    """Every edition of a standard's family (and its plans), oldest first."""
+    from sqlalchemy import or_, select
+    from watcher.store import Standard
+    if not rec.family:
+        return [rec]
+    rows = conn.execute(select(Standard).where(or_(Standard.family == rec.family, Standard.id == rec.id))).all()
+    by_no = {r.std_no for r in rows if r.std_no}
+    plans = conn.execute(select(Standard).where(Standard.std_no.is_(None), Standard.plan_no.is_not(None))).all()
+    rows += [p for p in plans if set(p.replaces or []) & by_no]
+    return sorted({r.id: r for r in rows}.values(), key=lambda r: (r.issue_date or "9999", r.std_no or "", r.id))
 
 
 def cmd_standard(args) -> int:
@@ -236,19 +262,108 @@ def cmd_standard(args) -> int:
         if rec is None:
             print(f"no standard matches {args.ident!r}", file=sys.stderr)
             return EXIT_FAIL
-        timeline = standard_timeline(s, rec)
+        editions = _editions(s, rec)
+        timelines = {e.id: standard_timeline(s, e) for e in editions}
         if args.json:
-            _out({"id": rec.id, "plan_no": rec.plan_no, "std_no": rec.std_no, "title": rec.title, "stage": rec.stage,
-                  "committee": rec.committee,
-                  "timeline": [{"stage": t.stage, "previous_stage": t.previous_stage, "at": t.at.isoformat(),
-                                "date": t.date, "source": t.source_id, "url": t.url, "title": t.title}
-                               for t in timeline]})
+            def one(r):
+                return {"id": r.id, "plan_no": r.plan_no, "std_no": r.std_no, "family": r.family, "title": r.title,
+                        "title_en": r.title_en, "stage": r.stage, "committee": r.committee,
+                        "issue_date": r.issue_date, "act_date": r.act_date, "replaces": r.replaces or [],
+                        "replaced_by": r.replaced_by or [],
+                        "timeline": [{"stage": t.stage, "previous_stage": t.previous_stage, "at": t.at.isoformat(),
+                                      "date": t.date, "source": t.source_id, "url": t.url, "title": t.title}
+                                     for t in timelines[r.id]]}
+            _out({**one(rec), "editions": [one(e) for e in editions if e.id != rec.id]})
             return EXIT_OK
-        print(f"{rec.title}\n  plan {rec.plan_no or '-'}  standard {rec.std_no or '-'}  committee {rec.committee or '-'}"
-              f"\n  stage: {stage_label(rec.stage)}")
-        for t in timeline:
-            what = stage_label(t.stage) if t.stage else "mentioned"
-            print(f"  {t.at.date()}  {what:34} {t.source_id:20} {t.url}")
+        print(f"{rec.title}" + (f"\n{rec.title_en}" if rec.title_en else ""))
+        for e in editions:
+            mark = "*" if e.id == rec.id else " "
+            dates = "  ".join(x for x in (f"issued {e.issue_date}" if e.issue_date else "",
+                                          f"in force {e.act_date}" if e.act_date else "") if x)
+            rel = "  ".join(x for x in (f"replaces {', '.join(e.replaces)}" if e.replaces else "",
+                                        f"replaced by {', '.join(e.replaced_by)}" if e.replaced_by else "") if x)
+            print(f"{mark} {e.std_no or e.plan_no or '-':22} {_pad(stage_label(e.stage), 36)} {dates}  {rel}".rstrip())
+            for t in timelines[e.id]:
+                what = stage_label(t.stage) if t.stage else "mentioned"
+                print(f"    {t.date or t.at.date()}  {_pad(what, 36)} {t.source_id:20} {t.url}")
+    return EXIT_OK
+
+
+def cmd_watch(args) -> int:
+    """The watch list: each standard's current edition, stage, in-force date, replaced-by, English title."""
+    from datetime import timedelta
+    from sqlalchemy import or_, select
+    from watcher.identify import normalize_plan_no, stage_label
+    from watcher.store import SourceState, Standard, StandardEvidence, utcnow
+    config = _load(args)
+    if not config.watch_items:
+        print("the watch list is empty: add [watch] standards = [\"GB/T 22080-2016\", …] to sources.toml",
+              file=sys.stderr)
+        return EXIT_OK
+    store = _store(args, must_exist=True)
+    recent = utcnow() - timedelta(days=30)
+    rows = []
+    with store.read() as s:
+        for key, item in config.watch_items.items():
+            plan = normalize_plan_no(key)
+            q = select(Standard).where(Standard.plan_no == plan) if plan else \
+                select(Standard).where(or_(Standard.family == key, Standard.std_no.like(key + "-%")))
+            eds = s.execute(q).all()
+            current = next((e for e in eds if e.stage in ("in_force", "under_revision")), None) or \
+                max(eds, key=lambda e: (e.issue_date or "", e.id), default=None)
+            st = s.execute(select(SourceState.last_success_at).where(SourceState.source_id == f"watch:{key}")).first()
+            changed = bool(eds) and s.scalar(select(StandardEvidence.id).where(
+                StandardEvidence.standard_id.in_([e.id for e in eds]), StandardEvidence.stage.is_not(None),
+                StandardEvidence.at >= recent).limit(1)) is not None
+            rows.append({"item": item, "key": key, "edition": current.std_no or current.plan_no if current else None,
+                         "title": current.title if current else None,
+                         "title_en": current.title_en if current else None,
+                         "stage": current.stage if current else None,
+                         "act_date": current.act_date if current else None,
+                         "replaced_by": (current.replaced_by or []) if current else [],
+                         "editions": [e.std_no or e.plan_no for e in eds],
+                         "last_checked": st.last_success_at.isoformat() if st and st.last_success_at else None,
+                         "changed_30d": changed})
+    store.close()
+    if args.json:
+        for r in rows:
+            _out(r)
+        return EXIT_OK
+    print(f"  {'watch':20} {'edition':20} {_pad('stage', 30)} {'in force':10}  {'replaced by':18} last checked")
+    for r in rows:
+        mark = "!" if r["changed_30d"] else " "
+        print(f"{mark} {r['item']:20} {r['edition'] or '(not found yet)':20} {_pad(stage_label(r['stage']) or '-', 30)} "
+              f"{r['act_date'] or '-':10}  {', '.join(r['replaced_by']) or '-':18} {(r['last_checked'] or 'never')[:16]}")
+        if r["title"]:
+            print(f"  {'':20} {r['title']}" + (f" / {r['title_en']}" if r["title_en"] else ""))
+    print("! = a stage changed in the last 30 days", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_archive(args) -> int:
+    """What `archive = true` sources have kept: one line per attachment."""
+    from sqlalchemy import select
+    from watcher.store import ArchivedFile
+    _, state, _ = _paths(args)
+    store = _store(args, must_exist=True)
+    q = select(ArchivedFile).order_by(ArchivedFile.id)
+    if args.source:
+        q = q.where(ArchivedFile.source_id == args.source)
+    with store.read() as s:
+        rows = s.execute(q).all()
+    store.close()
+    for r in rows:
+        path = str(state / "archive" / r.path) if r.path else None
+        if args.json:
+            _out({"source": r.source_id, "entry_key": r.entry_key, "name": r.name, "url": r.url, "status": r.status,
+                  "sha256": r.sha256, "size": r.size, "path": path, "attempts": r.attempts,
+                  "fetched_at": r.fetched_at.isoformat() if r.fetched_at else None, "last_error": r.last_error})
+        else:
+            size = (f"{r.size / 1024:.0f} KB" if r.size >= 10240 else f"{r.size} B") if r.size else "-"
+            print(f"{r.status:7} {size:>9}  {r.source_id:18} {r.name or r.url}\n        "
+                  + (f"{path}  sha256 {r.sha256}" if path else f"{r.url}  ({r.last_error or 'not fetched yet'})"))
+    if not rows and not args.json:
+        print("nothing archived (set archive = true on a source)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -362,6 +477,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("standard", cmd_standard, "one standard's timeline (by id, plan number, standard number or title)")
     sp.add_argument("ident", metavar="ID_OR_NUMBER")
     sp.add_argument("--json", action="store_true")
+    sp = add("watch", cmd_watch, "the watch list: each standard's current edition, stage, in-force date, replaced-by")
+    sp.add_argument("--json", action="store_true", help="one JSON object per watched standard")
+    sp = add("archive", cmd_archive, "attachments kept by sources with archive = true")
+    sp.add_argument("--json", action="store_true", help="one JSON object per file")
+    sp.add_argument("--source", metavar="ID", help="only this source")
     sp = add("record", cmd_record, "save live responses of sources (and their detail pages) as a replay snapshot")
     sp.add_argument("sources", nargs="*", metavar="SOURCE_ID")
     sp.add_argument("--out", required=True, metavar="DIR")

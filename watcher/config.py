@@ -101,8 +101,8 @@ def specs(cls) -> list[Field]:
     return [Field(f.name, **f.metadata["spec"]) for f in fields(cls) if "spec" in f.metadata]
 
 
-EVENT_KINDS = ("new", "changed", "stage_changed", "deadline_soon", "source_failed", "source_broken", "source_recovered",
-               "channel_failed", "channel_recovered")
+EVENT_KINDS = ("new", "changed", "stage_changed", "deadline_soon", "in_force_soon", "source_failed", "source_broken",
+               "source_recovered", "channel_failed", "channel_recovered")
 
 # extraction settings: editing one of these re-reads the page and re-baselines silently (no flood of `changed`)
 EXTRACTION_KEYS = ("url", "kind", "method", "form", "stage", "committee", "detail_pages", "rows", "title", "link",
@@ -140,6 +140,10 @@ class Source:
     date: str | None = opt("selector", help="css kind: selector of the published date inside a row.")
     deadline: str | None = opt("selector", help="css kind: selector of the comment deadline inside a row.")
     summary: str | None = opt("selector", help="css kind: selector of a summary inside a row.")
+    archive: bool = opt("bool", False, help="Download the attachments of new entries (drafts, explanations) once and keep them under the state directory.")
+    max_pages: int = opt("int", 5, help="When every row of the first page is new, read up to this many pages (kinds whose paging is known) until a known entry appears.", minimum=1)
+    watch: bool = False                 # a watch-list lookup made from [watch], not a [source.ID] table
+    watch_item: str | None = None
     line: int = 0
 
     @property
@@ -172,6 +176,8 @@ class Subscription:
     stages: tuple[str, ...] | None = opt("list", None, help="Only events whose entry is at one of these stages.")
     committees: tuple[str, ...] | None = opt("list", None, help="Only events attributed to these committees (e.g. TC260).")
     keywords: tuple[str, ...] | None = opt("list", None, help="Regular expressions; at least one must match the title.")
+    watched: bool = opt("bool", False, help="Only events about standards on the watch list.")
+    standards: tuple[str, ...] | None = opt("list", None, help="Only events about these standards (families such as \"GB/T 22080\" or plan numbers, any spelling), from any source.")
     mode: str = opt("choice", "immediate", choices=("immediate", "digest"), help="Send each event, or a digest.")
     digest_interval: float = opt("duration", 86400.0, help="digest mode: how often a digest is sent.", minimum=60)
     digest_at: str | None = opt("cron", None, help="digest mode: send at these times instead (cron, Asia/Shanghai), e.g. \"0 9 * * 1-5\".")
@@ -193,10 +199,18 @@ class Settings:
                        minimum=1)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Watch:
+    standards: tuple[str, ...] = opt("list", [], help="Standards to follow: numbers in any spelling (\"GB/T 22080-2016\", \"GB/T 35273\" for every edition) or plan numbers (\"20230259-T-469\").")
+    interval: float = opt("duration", 86400.0, help="How often each watched standard is looked up on std.samr.gov.cn.", minimum=60)
+    reminder_days: tuple[int, ...] = opt("days", [7, 1], help="Days before a published standard comes into force when an in_force_soon event is raised.")
+
+
 SOURCE_FIELDS = specs(Source)
 SETTINGS_FIELDS = specs(Settings)
 CHANNEL_FIELDS = specs(Channel)
 SUBSCRIPTION_FIELDS = specs(Subscription)
+WATCH_FIELDS = specs(Watch)
 
 
 @dataclass(frozen=True)
@@ -206,6 +220,21 @@ class Config:
     channels: dict[str, Channel] = field(default_factory=dict)
     subscriptions: tuple[Subscription, ...] = ()
     settings: Settings = field(default_factory=Settings)
+    watch: Watch = field(default_factory=Watch)
+    watch_items: dict[str, str] = field(default_factory=dict)      # family or plan number -> the item as written
+
+    def watched(self, *numbers: str | None) -> str | None:
+        """The watch-list item that one of these standard or plan numbers belongs to, if any."""
+        if not self.watch_items:
+            return None
+        from watcher.identify import normalize_plan_no, std_family
+        for n in numbers:
+            if not n:
+                continue
+            key = normalize_plan_no(n) or std_family(n)
+            if key in self.watch_items:
+                return self.watch_items[key]
+        return None
 
 
 # --- loading -------------------------------------------------------------------------------------------------
@@ -455,11 +484,11 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path.name}:{line}: TOML syntax error: {msg}") from None
 
     ld = _Loader(path, text)
-    allowed_top = {"defaults", "source", "channel", "subscription", "settings"}
+    allowed_top = {"defaults", "source", "channel", "subscription", "settings", "watch"}
     for key in data:
         if key not in allowed_top:
             line = ld.loc.table(key, prefix=True) or 1
-            raise ld.fail(line, f"[{key}]", "unknown table (expected defaults, settings, source.ID, channel.ID, [[subscription]])")
+            raise ld.fail(line, f"[{key}]", "unknown table (expected defaults, settings, watch, source.ID, channel.ID, [[subscription]])")
 
     raw_defaults = data.get("defaults", {})
     if not isinstance(raw_defaults, dict):
@@ -495,6 +524,12 @@ def load_config(path: str | Path) -> Config:
         vals.setdefault("name", sid)
         sources[sid] = Source(id=sid, **vals)
 
+    raw_watch = data.get("watch", {})
+    if not isinstance(raw_watch, dict):
+        raise ld.fail(ld.loc.table("watch", prefix=True) or 1, "watch:", "must be a table ([watch])")
+    watch = Watch(**ld.fields(WATCH_FIELDS, raw_watch, "watch"))
+    watch_items = _watch_sources(ld, watch, sources, defaults)
+
     channels: dict[str, Channel] = {}
     raw_channels = data.get("channel", {})
     if not isinstance(raw_channels, dict):
@@ -520,7 +555,33 @@ def load_config(path: str | Path) -> Config:
         vals = ld.fields(SUBSCRIPTION_FIELDS, raw, table)
         _check_subscription(ld, vals, table, where, channels, sources)
         subs.append(Subscription(index=i, **vals))
-    return Config(path=path, sources=sources, channels=channels, subscriptions=tuple(subs), settings=settings)
+    return Config(path=path, sources=sources, channels=channels, subscriptions=tuple(subs), settings=settings,
+                  watch=watch, watch_items=watch_items)
+
+
+def _watch_sources(ld: _Loader, watch: Watch, sources: dict[str, Source], defaults: dict) -> dict[str, str]:
+    """One std.samr lookup source per watch-list item (`watch:GB/T 22080`), made like any [source.ID]."""
+    from watcher.extract.samr import watch_family, watch_request
+    items: dict[str, str] = {}
+    for item in watch.standards:
+        if not isinstance(item, str):
+            raise ld.fail_key("watch", "standards", "[watch] standards:", f"expected standard or plan numbers, got {_show(item)}")
+        family = watch_family(item)
+        req = watch_request(item) if family else None
+        if not family or req is None:
+            raise ld.fail_key("watch", "standards", "[watch] standards:",
+                              f"{_show(item)} is not a standard number (like \"GB/T 22080-2016\") or a plan number "
+                              "(like \"20230259-T-469\")")
+        if family in items:
+            continue
+        items[family] = item
+        url, kind, form = req
+        sid = f"watch:{family}"
+        base = {k: v for k, v in defaults.items() if k in ("timeout", "retries", "max_bytes", "alert_after_failures",
+                                                            "ca_bundle", "headers", "jitter")}
+        sources[sid] = Source(id=sid, url=url, kind=kind, name=f"watch {family}", method="POST" if form else "GET",
+                              form=form, interval=watch.interval, watch=True, watch_item=item, **base)
+    return items
 
 
 def check_channels(config: Config, *, in_child: bool = False) -> None:
@@ -565,6 +626,10 @@ def _check_subscription(ld: _Loader, vals: dict, table: str, where: str, channel
     for pat in vals.get("sources", ("*",)):
         if not any(fnmatch(s, pat) for s in sources):
             raise fail("sources", f"pattern {pat!r} matches no source")
+    for n in vals.get("standards") or ():
+        from watcher.extract.samr import watch_family
+        if not isinstance(n, str) or not watch_family(n):
+            raise fail("standards", f"{_show(n)} is not a standard family (like \"GB/T 22080\") or a plan number")
     for k in vals.get("kinds") or ():
         if k not in EVENT_KINDS:
             raise fail("kinds", f"unknown event kind {k!r} (known: {', '.join(EVENT_KINDS)})")
@@ -599,7 +664,8 @@ def reference_markdown() -> str:
     """The sources.toml reference tables of the README, generated from the field declarations above."""
     out = []
     for title, fields in (("[source.ID] (and [defaults])", SOURCE_FIELDS), ("[settings]", SETTINGS_FIELDS),
-                          ("[channel.ID]", CHANNEL_FIELDS), ("[[subscription]]", SUBSCRIPTION_FIELDS)):
+                          ("[watch]", WATCH_FIELDS), ("[channel.ID]", CHANNEL_FIELDS),
+                          ("[[subscription]]", SUBSCRIPTION_FIELDS)):
         out += [f"#### `{title}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
         for f in fields:
             out.append(f"| `{f.name}` | {f.expected} | {_default_text(f)} | {f.help} |")

@@ -105,7 +105,12 @@ def run_demo(args) -> int:
         store.close()
         return 1
     _print_timelines(store, out)
-    out.write(f"\nState of this demo: {state}. Next: edit sources.toml and run `watcher run`.\n")
+    from watcher.logs import mask
+    db = f" --db {mask(args.db)}" if args.db else ""
+    out.write(f"\nState of this demo: {state}. See it in a browser (open for comment, standards, events, calendar):\n"
+              f"  watcher serve --state {state}{db} --config {DEMO_DIR / 'sources.toml'} --today {clock_box['now'].date()}"
+              f"   # then http://127.0.0.1:8080/\n"
+              f"Next: edit sources.toml and run `watcher run`.\n")
     store.close()
     return 0
 

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 CONTRACT = ("id", "kind", "source", "url", "title", "published", "deadline", "plan_no", "std_no", "stage",
             "previous_stage", "changes", "detected_at")
-KINDS = ("new", "changed", "stage_changed", "deadline_soon", "source_failed", "source_broken", "source_recovered",
-         "channel_failed", "channel_recovered")
+KINDS = ("new", "changed", "stage_changed", "deadline_soon", "in_force_soon", "source_failed", "source_broken",
+         "source_recovered", "channel_failed", "channel_recovered")
 SOURCE_KINDS = ("source_failed", "source_broken", "source_recovered")
 CHANNEL_KINDS = ("channel_failed", "channel_recovered")
 _FIELDS = CONTRACT[1:-1]          # settable by constructors; id and detected_at come from the store
@@ -54,7 +54,10 @@ class Event:
         from watcher.identify import stage_label
         facts = {"source_name": source.name, "stage_label": stage_label(e.stage), "std_nos": e.std_nos,
                  "status": e.status, "committee": e.committee, "issue_date": e.issue_date, "act_date": e.act_date,
-                 "summary": e.summary, "attachments": e.attachments}
+                 "title_en": getattr(e, "title_en", None), "replaces": getattr(e, "replaces", None),
+                 "replaced_by": getattr(e, "replaced_by", None), "summary": e.summary, "attachments": e.attachments,
+                 "archived": e.extra.get("archived"), "standards": e.extra.get("standards"),
+                 "notice_no": e.extra.get("notice_no"), "notice_kind": e.extra.get("notice_kind")}
         facts.update(kw.pop("facts", {}))
         return cls(kind=kind, source=source.id, url=e.url, title=e.title, published=e.published,
                    deadline=e.deadline, plan_no=e.plan_no, std_no=e.std_no, stage=e.stage, entry_key=e.key,
@@ -89,6 +92,32 @@ class Event:
                    dedupe_key=f"deadline_soon:{source.id}:{key}:{deadline}:{reminder}"[:600],
                    facts={"source_name": source.name, "days_left": days_left, "reminder_days": reminder,
                           "committee": fields.get("committee")})
+
+    @classmethod
+    def standard_moved(cls, rec: Mapping[str, Any], source_id: str, source_name: str, url: str | None, *,
+                       previous: str | None, stage: str, dedupe_key: str, **facts: Any) -> "Event":
+        """A stage change that time made (a published standard comes into force on its date), not a page."""
+        from watcher.identify import stage_label
+        return cls(kind="stage_changed", source=source_id, url=url, title=rec.get("title"),
+                   published=rec.get("issue_date"), plan_no=rec.get("plan_no"), std_no=rec.get("std_no"),
+                   stage=stage, previous_stage=previous, dedupe_key=dedupe_key,
+                   facts={"source_name": source_name, "stage_label": stage_label(stage),
+                          "previous_stage_label": stage_label(previous), "act_date": rec.get("act_date"),
+                          "issue_date": rec.get("issue_date"), "committee": rec.get("committee"),
+                          "title_en": rec.get("title_en"), "replaces": rec.get("replaces"),
+                          "standard_id": rec.get("id"), "evidence": [url] if url else [], "reason": "in force from "
+                          f"{rec.get('act_date')}" if stage == "in_force" else None, **facts})
+
+    @classmethod
+    def in_force_soon(cls, rec: Mapping[str, Any], source_id: str, source_name: str, url: str | None, *,
+                      days_left: int, reminder: int, dedupe_key: str) -> "Event":
+        return cls(kind="in_force_soon", source=source_id, url=url, title=rec.get("title"),
+                   published=rec.get("issue_date"), plan_no=rec.get("plan_no"), std_no=rec.get("std_no"),
+                   stage=rec.get("stage"), dedupe_key=dedupe_key,
+                   facts={"source_name": source_name, "act_date": rec.get("act_date"), "days_left": days_left,
+                          "reminder_days": reminder, "committee": rec.get("committee"),
+                          "title_en": rec.get("title_en"), "replaces": rec.get("replaces"),
+                          "standard_id": rec.get("id")})
 
     @classmethod
     def _about_source(cls, kind: str, source: "Source", **facts: Any) -> "Event":
@@ -176,6 +205,20 @@ class Event:
         return self.facts.get(key, default)
 
 
+def _tag_watched(config, ev: Event) -> Event:
+    """Events about a standard on the watch list carry `watched: true` and the watch item as written."""
+    if ev.kind in SOURCE_KINDS or ev.kind in CHANNEL_KINDS or not getattr(config, "watch_items", None):
+        return ev
+    item = None
+    src = config.sources.get(ev.source)
+    if src is not None and src.watch:
+        item = src.watch_item
+    item = item or config.watched(ev.std_no, ev.plan_no, *(ev.facts.get("std_nos") or []),
+                                  *(ev.facts.get("replaces") or []), *(ev.facts.get("replaced_by") or []),
+                                  *[s.get("std_no") for s in ev.facts.get("standards") or [] if isinstance(s, dict)])
+    return ev.with_facts(watched=True, watch=item) if item else ev
+
+
 def write_events(w, config, events: list[Event], now: datetime) -> list[Event]:
     """Insert events and their deliveries inside the caller's write transaction (one bulk INSERT each); returns
     the events with their ids. Subscriptions are matched here, so an event and its outbox rows commit together."""
@@ -186,6 +229,7 @@ def write_events(w, config, events: list[Event], now: datetime) -> list[Event]:
 
     if not events:
         return []
+    events = [_tag_watched(config, ev) for ev in events]
     rows = []
     for ev in events:
         stamped = replace(ev, detected_at=iso(now))

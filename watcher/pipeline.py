@@ -35,7 +35,8 @@ from watcher.store import EntryRow, Store, utcnow
 
 log = logging.getLogger("watcher.poll")
 
-DETAIL_FIELDS = ("deadline", "summary", "plan_no", "attachments", "published")
+DETAIL_FIELDS = ("deadline", "summary", "plan_no", "attachments", "published", "title_en", "replaces", "replaced_by",
+                 "act_date", "issue_date")
 DETAIL_TRIES = 3      # a detail page that keeps failing is retried on this many polls, then when its row changes
 
 
@@ -85,6 +86,7 @@ class Prepared:
     started: float = 0.0
     t0: float = 0.0
     lock: contextlib.ExitStack | None = None
+    archive: list[dict] = field(default_factory=list)    # attachment downloads to record (archive = true)
 
 
 # --- shared by polls, `watcher record` and `watcher try` ---------------------------------------------------------
@@ -125,8 +127,10 @@ def wants_detail(extractor: Extractor, source: Source, e: Entry) -> bool:
 
 
 def fetch_detail(ctx: Context, source: Source, extractor: Extractor, e: Entry) -> tuple[dict | None, str | None]:
-    """(detail fields, None) or (None, why it failed). Detail pages must be on the source's host."""
-    if urlsplit(e.url).hostname != source.host:
+    """(detail fields, None) or (None, why it failed). Detail pages must be on the source's host (or a host its
+    extractor names: std.samr's announcements are published on std.sacinfo.org.cn)."""
+    host = urlsplit(e.url).hostname
+    if host != source.host and host not in getattr(extractor, "detail_hosts", ()):
         return None, f"detail page {e.url} is not on {source.host}: not fetched"
     try:
         fr = ctx.fetcher.fetch(e.url, headers=source.headers, timeout=source.timeout, retries=source.retries,
@@ -190,13 +194,16 @@ def _prepare(ctx: Context, p: Prepared) -> None:
         p.status = "unchanged"
         return
     try:
-        entries = extract_entries(source, fr)
+        entries = _only_watched(source, extract_entries(source, fr))
     except ParseError as e:
         p.status, p.reason = "broken", f"HTTP {fr.status} but {e}"
         return
     extractor = get_extractor(source.kind)
     p.previous = _load_previous(ctx, source, [e.key for e in entries])
+    if not fresh:
+        entries += _later_pages(ctx, source, extractor, entries, p.previous)
     retry_details = False
+    extra_entries: list[Entry] = []
     for e in entries:
         row_digest = digest(e.as_dict())
         prev = p.previous.get(e.key)
@@ -216,14 +223,113 @@ def _prepare(ctx: Context, p: Prepared) -> None:
         if wants and not detail_ok and failures < DETAIL_TRIES:
             retry_details = True
         if detail:
-            for k in DETAIL_FIELDS:
-                if detail.get(k) and not getattr(e, k):
-                    setattr(e, k, detail[k])
+            _merge_detail(e, detail)
         enrich(e, source)
+        if detail:
+            _detail_stage(e, detail)
+            if source.watch:
+                extra_entries += _revision_plans(source, e, detail)
         p.rows.append(Row(e, row_digest, detail, detail_ok, failures))
+    if extra_entries:
+        known = {r.entry.key for r in p.rows}
+        fresh_plans = [x for x in extra_entries if x.key not in known]
+        p.previous.update(_load_previous(ctx, source, [x.key for x in fresh_plans]))
+        for x in fresh_plans:
+            enrich(x, source)
+            p.rows.append(Row(x, digest(x.as_dict()), None, False, 0))
+    if source.archive:
+        from watcher.archive import download_attachments
+        download_attachments(ctx, source, p)
+        # a file still to fetch: the next poll must not stop at an unchanged list
+        retry_details = retry_details or any(not r["ok"] and not r.get("final") for r in p.archive)
     # a detail page still to retry: keep an unchanged list body from short-cutting the next poll
     p.body_digest = None if retry_details else body_digest(fr.body)
     p.status = "ok"
+
+
+def _merge_detail(e: Entry, detail: dict) -> None:
+    """Fill what the list row lacks from its detail page."""
+    for k in DETAIL_FIELDS:
+        if detail.get(k) and not getattr(e, k):
+            setattr(e, k, detail[k])
+    if detail.get("standards"):       # an announcement: the standards it publishes, each with what it replaces
+        e.extra["standards"] = detail["standards"]
+
+
+def _detail_stage(e: Entry, detail: dict) -> None:
+    """A detail page may know more than the list's status label: a standard in force whose revision is under
+    way, or one the page already shows as superseded or withdrawn."""
+    from watcher.identify import is_forward
+    st = detail.get("stage")
+    if st in ("under_revision", "superseded", "withdrawn") and e.stage and is_forward(e.stage, st):
+        e.stage = st
+
+
+def _only_watched(source: Source, entries: list[Entry]) -> list[Entry]:
+    """A watch lookup keeps only the watched standard's editions (or its plan): a search returns neighbours too."""
+    if not source.watch or not source.watch_item:
+        return entries
+    from watcher.identify import normalize_plan_no, std_family
+    plan = normalize_plan_no(source.watch_item)
+    family = None if plan else std_family(source.watch_item)
+    keep = []
+    for e in entries:
+        if plan and e.plan_no == plan or family and std_family(e.std_no) == family:
+            keep.append(e)
+    if not keep and entries:
+        log.info("watch %s: the lookup found %d rows, none of them an edition of it", source.watch_item, len(entries))
+    from watcher.extract import Entries
+    found = Entries(keep)
+    found.confirmed_empty = True      # a lookup that finds nothing is an answer, not a broken page
+    return found
+
+
+def _revision_plans(source: Source, e: Entry, detail: dict) -> list[Entry]:
+    """The revision plan a watched standard's page shows (当前标准计划) becomes an entry of its own, so that a new
+    project in the family is reported (as `new`, replacing the edition in force)."""
+    cur = detail.get("current_plan") or {}
+    plan = cur.get("plan_no")
+    if not plan:
+        return []
+    url = cur.get("url") or e.url
+    return [Entry(key=f"plan:{plan}", url=url, title=cur.get("title") or e.title, plan_no=plan,
+                  status=cur.get("status"), replaces=[e.std_no] if e.std_no else [],
+                  extra={"revision_of": e.std_no})]
+
+
+def _later_pages(ctx: Context, source: Source, extractor: Extractor, first: list[Entry],
+                 previous: dict[str, Any]) -> list[Entry]:
+    """A burst: every row of the first page is new. Read the following pages (kinds whose paging is known, at most
+    `max_pages` in all) until a page shows an entry we already know."""
+    if not first or any(e.key in previous for e in first) or source.max_pages < 2:
+        return []
+    seen = {e.key for e in first}
+    more: list[Entry] = []
+    for n in range(2, source.max_pages + 1):
+        req = extractor.page_request(source, n)
+        if req is None:
+            break
+        url, form = req
+        try:
+            fr = ctx.fetcher.fetch(url, method=source.method, form=form or source.form, headers=source.headers,
+                                   timeout=source.timeout, retries=source.retries, max_bytes=source.max_bytes,
+                                   ca_bundle=source.ca_bundle)
+            page = _only_watched(source, extract_entries(source, fr))
+        except (FetchError, ParseError) as err:
+            log.warning("page %d of %s: %s (the first page's rows are kept)", n, source.id, err)
+            break
+        fresh = [e for e in page if e.key not in seen]
+        if not fresh:
+            break
+        seen.update(e.key for e in fresh)
+        previous.update(_load_previous(ctx, source, [e.key for e in fresh]))
+        known = [e for e in fresh if e.key in previous]
+        more += [e for e in fresh if e.key not in previous]
+        if known:
+            break
+    if more:
+        log.info("source %s: every row of page 1 was new; %d more from the following pages", source.id, len(more))
+    return more
 
 
 def _load_previous(ctx: Context, source: Source, keys: list[str]) -> dict[str, Any]:
@@ -403,6 +509,9 @@ def _commit_entries(ctx: Context, p: Prepared) -> PollOutcome:
             w.execute(update(EntryRow).where(EntryRow.id == prev.id).values(values))
         if new_rows:
             w.execute(insert(EntryRow), new_rows)
+        if p.archive:
+            from watcher.archive import record
+            record(w, source, p.archive, now)
         stage_events = update_standards(w, source, [r.entry for r in p.rows], now, baseline=baseline)
         events, stage_events = _merge_status_edits(events, stage_events)
         events += [ev for ev, _ in stage_events]

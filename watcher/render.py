@@ -27,6 +27,7 @@ KIND_LABELS = {
     "changed": ("Changed", "有更新"),
     "stage_changed": ("Stage change", "阶段变化"),
     "deadline_soon": ("Comment deadline soon", "征求意见即将截止"),
+    "in_force_soon": ("Comes into force soon", "即将实施"),
     "deadline_extended": ("Comment deadline extended", "征求意见截止日期延长"),
     "source_failed": ("Source failing", "来源无法访问"),
     "source_broken": ("Source page changed its layout", "来源页面结构异常"),
@@ -45,6 +46,8 @@ WORDS = {
     "digest": ("digest", "摘要"), "updates": ("updates", "条更新"), "replaces": ("replaces", "代替"),
     "committee": ("committee", "归口"), "closed": ("comment period closed", "征求意见已截止"),
     "today": ("last day", "今天截止"),
+    "watch": ("watch list", "关注列表"), "replaced_by": ("replaced by", "被代替为"), "announcement": ("announcement", "公告"),
+    "published_standards": ("standards published", "发布的标准"),
 }
 FIELD_LABELS = {"deadline": ("comment deadline", "截止日期"), "title": ("title", "标题"), "url": ("link", "链接"),
                 "published": ("published", "发布日期"), "status": ("status", "状态"), "summary": ("summary", "摘要"),
@@ -157,7 +160,25 @@ def facts(ev, lang: str = "both", today: date | None = None, *, with_source: boo
     if _g(ev, "published") and kind in ("new", "changed"):
         out.append((word("published", lang), _g(ev, "published")))
     if _g(ev, "act_date"):
-        out.append((word("in_force", lang), _g(ev, "act_date")))
+        act = _g(ev, "act_date")
+        if kind == "in_force_soon":
+            left = _g(ev, "days_left")
+            act += " (" + {"en": f"in {left} days", "zh": f"{left} 天后"}.get(lang, f"in {left} days / {left} 天后") + ")"
+        out.append((word("in_force", lang), act))
+    if _g(ev, "replaced_by"):
+        out.append((word("replaced_by", lang), ", ".join(_g(ev, "replaced_by"))))
+    if _g(ev, "notice_no"):
+        out.append((word("announcement", lang), _g(ev, "notice_no")))
+    for st in (_g(ev, "standards") or [])[:30]:
+        if isinstance(st, dict) and st.get("std_no"):
+            bits = [st["std_no"], st.get("title") or ""]
+            if st.get("replaces"):
+                bits.append(f"({word('replaces', lang)} {', '.join(st['replaces'])})")
+            if st.get("act_date"):
+                bits.append(f"({word('in_force', lang)} {st['act_date']})")
+            out.append((word("published_standards", lang), " ".join(b for b in bits if b)))
+    if _g(ev, "watched"):
+        out.append((word("watch", lang), _g(ev, "watch") or ""))
     for f, ch in (_g(ev, "changes") or {}).items():
         out.append((pick(FIELD_LABELS.get(f, (f, f)), lang, " / "),
                     f"{_short(ch.get('old'), lang)} → {_short(ch.get('new'), lang)}"))
@@ -246,7 +267,7 @@ class Fact:
     refs: list[Any] = field(default_factory=list)
 
 
-_KIND_ORDER = {"stage_changed": 0, "new": 1, "changed": 2, "deadline_soon": 3}
+_KIND_ORDER = {"stage_changed": 0, "new": 1, "changed": 2, "deadline_soon": 3, "in_force_soon": 4}
 
 
 def build_fact(events: list[Any], lang: str, today: date | None) -> Fact:
@@ -482,7 +503,7 @@ def group_facts(events: list) -> list[list[Any]]:
     owner: dict[str, int] = {}
     for i, ev in enumerate(events):
         parent[i] = i
-        if _g(ev, "kind") not in ("new", "changed", "stage_changed", "deadline_soon"):
+        if _g(ev, "kind") not in ("new", "changed", "stage_changed", "deadline_soon", "in_force_soon"):
             continue
         keys = [k for k in [_g(ev, "std_no"), _g(ev, "plan_no"), *(_g(ev, "std_nos") or [])] if k]
         for k in keys:

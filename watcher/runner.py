@@ -33,8 +33,9 @@ def make_fetcher(settings: Settings, transport=None) -> Fetcher:
 
 class Runner:
     def __init__(self, config: Config, store: Store, *, transport=None, clock: Callable[[], datetime] | None = None,
-                 metrics=None, on_events: Callable[[], None] | None = None):
+                 metrics=None, on_events: Callable[[], None] | None = None, archive_dir=None):
         self.config = config
+        self.archive_dir = archive_dir        # where `archive = true` sources keep their attachments
         self.store = store
         self.transport = transport
         self.clock = clock or utcnow
@@ -132,8 +133,9 @@ class Runner:
             self.on_events()
 
     def reminders(self, source_ids: list[str] | None = None) -> list[Event]:
-        from watcher.reminders import raise_deadline_reminders
-        events = raise_deadline_reminders(self, source_ids)
+        """Comment-deadline reminders, and what time does to standards: in_force_soon, then in force."""
+        from watcher.reminders import raise_deadline_reminders, raise_in_force
+        events = raise_deadline_reminders(self, source_ids) + raise_in_force(self)
         if events and self.on_events is not None:
             self.on_events()
         return events

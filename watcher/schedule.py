@@ -58,7 +58,8 @@ class Daemon:
             self.metrics = Metrics(store)
         self.sender = Sender(store, config, sender=sender or send, **({"now": clock} if clock else {}))
         self.runner = Runner(config, store, transport=transport, clock=clock, metrics=self.metrics,
-                             on_events=self.sender.wake if background_sender else None)
+                             on_events=self.sender.wake if background_sender else None,
+                             archive_dir=self.state_dir / "archive")
         self.stopping = threading.Event()
         self.state_ok, self.state_error = True, ""
         self._config_mtime = self._mtime()

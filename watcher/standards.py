@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import insert, or_, select, update
 
 from watcher.events import Event
-from watcher.identify import is_forward, standard_title, title_key
+from watcher.identify import committee_of, is_forward, standard_title, std_family, title_key
 from watcher.models import Entry
 from watcher.store import Standard, StandardEvidence, Writer
 
@@ -73,14 +73,57 @@ def _evidence(w: Writer, **values: Any) -> int:
     return w.execute(insert(StandardEvidence).values(**values)).inserted_primary_key[0]
 
 
+def _facts_of(e: Entry) -> dict[str, Any]:
+    """What an entry tells about a standard beyond its number and stage."""
+    out: dict[str, Any] = {}
+    if e.std_no:
+        out["family"] = std_family(e.std_no)
+    if getattr(e, "title_en", None):
+        out["title_en"] = e.title_en
+    if e.act_date:
+        out["act_date"] = e.act_date
+    if e.issue_date:
+        out["issue_date"] = e.issue_date
+    return out
+
+
+def _merge_lists(old: list | None, new: list | None) -> list | None:
+    merged = list(old or [])
+    for x in new or []:
+        if x and x not in merged:
+            merged.append(x)
+    return merged or None
+
+
+def announced(e: Entry) -> list[Entry]:
+    """The standards an announcement (国家标准公告) publishes, each as an entry of its own: published on the
+    announcement's date, in force from its implementation date, replacing what the table says."""
+    out = []
+    if e.extra.get("notice_kind") not in (None, "gb"):
+        return out
+    for i, st in enumerate(e.extra.get("standards") or []):
+        no = st.get("std_no")
+        if not no:
+            continue
+        out.append(Entry(key=f"{e.key}#{no}", url=e.url, title=st.get("title") or no, std_no=no, stage="published",
+                         issue_date=st.get("issue_date") or e.published, published=e.published,
+                         act_date=st.get("act_date"), replaces=list(st.get("replaces") or []),
+                         title_en=st.get("title_en"), committee=committee_of(st.get("title"))))
+    return out
+
+
 def update_standards(w: Writer, source, entries: list[Entry], now: datetime, *,
                      baseline: bool) -> list[tuple[Event, int]]:
     """Link entries to standards; returns the stage_changed events (none during a baseline), each with the id of
     the evidence row that records it (the caller links the two once the event has its id)."""
     events: list[tuple[Event, int]] = []
+    expanded: list[Entry] = []
     for e in entries:
+        expanded.append(e)
+        expanded += announced(e)
+    for e in expanded:
         std_title = standard_title(e.title) if (e.stage or e.std_nos or e.plan_no) else None
-        if source.kind.startswith("samr."):
+        if source.kind.startswith("samr.") and not e.extra.get("notice_kind"):
             std_title = e.title  # std.samr titles are the standard's own title
         tkey = title_key(std_title)
         numbered = bool(e.plan_no or e.std_no)
@@ -105,17 +148,31 @@ def update_standards(w: Writer, source, entries: list[Entry], now: datetime, *,
                 continue  # a draft without any number cannot found a record; it may link to one later
             sid = w.execute(insert(Standard).values(
                 plan_no=e.plan_no, std_no=e.std_no, title=std_title or e.title, title_key=tkey, stage=e.stage,
-                stage_since=now, committee=e.committee, created_at=now, updated_at=now)).inserted_primary_key[0]
+                stage_since=now, committee=e.committee, created_at=now, updated_at=now,
+                replaces=list(getattr(e, "replaces", None) or []) or None,
+                replaced_by=list(getattr(e, "replaced_by", None) or []) or None, **_facts_of(e))
+            ).inserted_primary_key[0]
             _evidence(w, standard_id=sid, stage=e.stage, at=now, source_id=source.id, url=e.url, title=e.title,
                       date=e.published or e.issue_date)
+            if e.std_no and getattr(e, "replaces", None):
+                events += _replaced(w, source, e, sid, now, baseline=baseline)
             continue
         changes = _number_changes(w, rec, e)
         if e.committee and not rec["committee"]:
             changes["committee"] = e.committee
         if not rec["title_key"] and tkey:
             changes.update(title_key=tkey, title=std_title or e.title)
+        for k, v in _facts_of(e).items():
+            if v and rec.get(k) != v and (not rec.get(k) or k in ("act_date", "issue_date", "title_en")):
+                changes[k] = v
+        for k in ("replaces", "replaced_by"):
+            merged = _merge_lists(rec.get(k), getattr(e, k, None))
+            if merged != (rec.get(k) or None):
+                changes[k] = merged
         if not is_forward(rec["stage"], e.stage):
             _save(w, rec, changes)
+            if e.std_no and getattr(e, "replaces", None):
+                events += _replaced(w, source, e, rec["id"], now, baseline=baseline)
             continue
         previous = rec["stage"]
         evidence_urls = w.scalars(select(StandardEvidence.url).where(StandardEvidence.standard_id == rec["id"])
@@ -124,6 +181,8 @@ def update_standards(w: Writer, source, entries: list[Entry], now: datetime, *,
         ev_id = _evidence(w, standard_id=rec["id"], stage=e.stage, previous_stage=previous, at=now,
                           source_id=source.id, url=e.url, title=e.title,
                           date=e.issue_date or e.published if e.stage in ("published", "in_force") else e.published)
+        if e.std_no and getattr(e, "replaces", None):
+            events += _replaced(w, source, e, rec["id"], now, baseline=baseline)
         if baseline:
             continue
         urls: list[str] = []
@@ -133,6 +192,35 @@ def update_standards(w: Writer, source, entries: list[Entry], now: datetime, *,
         events.append((Event.stage_changed(source, e, plan_no=rec["plan_no"], std_no=rec["std_no"], previous=previous,
                                            committee=rec["committee"], standard_id=rec["id"], evidence=urls), ev_id))
     return events
+
+
+def _replaced(w: Writer, source, e: Entry, sid: int, now: datetime, *, baseline: bool) -> list[tuple[Event, int]]:
+    """The editions a standard replaces learn who replaces them; once the new one is in force they are superseded
+    (a new edition that is only published supersedes its predecessor on its implementation date)."""
+    out: list[tuple[Event, int]] = []
+    for old_no in e.replaces or []:
+        old = next(iter(_rows(w, select(Standard).where(Standard.std_no == old_no))), None)
+        if old is None:
+            continue
+        changes: dict[str, Any] = {}
+        by = _merge_lists(old.get("replaced_by"), [e.std_no])
+        if by != (old.get("replaced_by") or None):
+            changes["replaced_by"] = by
+        if e.stage == "in_force" and is_forward(old["stage"], "superseded"):
+            previous = old["stage"]
+            changes.update(stage="superseded", stage_since=now, updated_at=now)
+            _save(w, old, changes)
+            ev_id = _evidence(w, standard_id=old["id"], stage="superseded", previous_stage=previous, at=now,
+                              source_id=source.id, url=e.url, title=e.title, date=e.act_date)
+            if not baseline:
+                probe = Entry(key=e.key, url=e.url, title=old["title"], std_no=old["std_no"], stage="superseded",
+                              replaced_by=[e.std_no])
+                out.append((Event.stage_changed(source, probe, plan_no=old["plan_no"], std_no=old["std_no"],
+                                                previous=previous, committee=old["committee"], standard_id=old["id"],
+                                                evidence=[e.url]).with_facts(replaced_by=[e.std_no]), ev_id))
+        else:
+            _save(w, old, changes)
+    return out
 
 
 def link_evidence(w: Writer, pairs: list[tuple[int, int]]) -> None:
@@ -157,6 +245,13 @@ def lookup(conn, ident: str):
         conds.append(Standard.std_no == n)
     if (t := title_key(ident)):
         conds.append(Standard.title_key == t)
-    if not conds:
-        return None
-    return conn.execute(select(Standard).where(or_(*conds)).order_by(Standard.id)).first()
+    if conds:
+        hit = conn.execute(select(Standard).where(or_(*conds)).order_by(Standard.id)).first()
+        if hit is not None:
+            return hit
+    from watcher.identify import std_family
+    fam = std_family(ident) if not normalize_std_no(ident) else None
+    if fam:                  # a number without its year: the family's newest edition
+        return conn.execute(select(Standard).where(Standard.family == fam)
+                            .order_by(Standard.issue_date.desc(), Standard.id.desc())).first()
+    return None

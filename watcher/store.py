@@ -29,7 +29,7 @@ from watcher.errors import StoreError
 
 log = logging.getLogger("watcher.store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class UTCDateTime(TypeDecorator):
@@ -133,6 +133,13 @@ Standard = Rows(
     _col("committee", String(32), null=True, index=True),
     _col("created_at", UTCDateTime),
     _col("updated_at", UTCDateTime),
+    # v3
+    _col("family", String(64), null=True, index=True),   # the number without its year: every edition shares it
+    _col("title_en", Text, null=True),
+    _col("issue_date", String(10), null=True),
+    _col("act_date", String(10), null=True, index=True),  # comes into force on this (Beijing) date
+    _col("replaces", JSON, null=True),                    # standard numbers this edition replaces
+    _col("replaced_by", JSON, null=True),
     name="standards")
 
 StandardEvidence = Rows(
@@ -175,6 +182,24 @@ Delivery = Rows(
     name="deliveries", args=(UniqueConstraint("event_id", "channel", name="uq_delivery_event_channel"),
                              Index("ix_deliveries_status_next", "status", "next_try_at")))
 
+ArchivedFile = Rows(
+    _id(),
+    _col("source_id", String(64)),
+    _col("entry_key", String(512)),
+    _col("url", Text),
+    _col("name", Text, null=True),
+    _col("status", String(16), default="pending"),     # pending, kept, failed (for good)
+    _col("attempts", Integer, default=0),
+    _col("sha256", String(64), null=True),
+    _col("path", Text, null=True),                     # relative to the archive directory
+    _col("size", Integer, null=True),
+    _col("content_type", String(128), null=True),
+    _col("last_error", Text, null=True),
+    _col("created_at", UTCDateTime),
+    _col("fetched_at", UTCDateTime, null=True),
+    name="archive", args=(UniqueConstraint("source_id", "entry_key", "url", name="uq_archive_entry_url"),
+                          Index("ix_archive_status", "status")))
+
 ChannelState = Rows(
     Column("channel_id", String(64), primary_key=True),
     _col("failing_since", UTCDateTime, null=True),     # first failure of the current run of failures
@@ -192,6 +217,8 @@ Meta = Rows(
 MIGRATIONS: dict[int, list[tuple[Rows, str]]] = {
     2: [(SourceState, "config_digest"), (SourceState, "consecutive_broken"), (EntryRow, "detail_failures"),
         (Delivery, "claim_token")],
+    3: [(Standard, "family"), (Standard, "title_en"), (Standard, "issue_date"), (Standard, "act_date"),
+        (Standard, "replaces"), (Standard, "replaced_by")],
 }
 
 STATE_COLUMNS = tuple(c.name for c in SourceState.__table__.columns if c.name != "source_id")
@@ -360,6 +387,9 @@ class Store:
                 if col.default is not None:
                     ddl += f" DEFAULT {col.default.arg!r}".replace("True", "TRUE").replace("False", "FALSE")
                 conn.execute(text(ddl))
+            for table in {t for t, _ in MIGRATIONS.get(v, [])}:
+                for idx in table.__table__.indexes:
+                    idx.create(conn, checkfirst=True)
         conn.execute(update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION)))
         log.info("state schema migrated from version %d to %d", version, SCHEMA_VERSION)
 

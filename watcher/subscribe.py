@@ -25,7 +25,21 @@ def matches(sub: Subscription, payload) -> bool:
         return False
     if sub.keywords and not any(re.search(rx, payload.get("title") or "") for rx in sub.keywords):
         return False
+    if sub.watched and not payload.get("watched"):
+        return False
+    if sub.standards and not _about(sub.standards, payload):
+        return False
     return True
+
+
+def _about(families: tuple[str, ...], payload) -> bool:
+    """Whether an event concerns one of these standard families or plan numbers (any spelling)."""
+    from watcher.identify import normalize_plan_no, std_family
+    wanted = {normalize_plan_no(f) or std_family(f) for f in families}
+    numbers = [payload.get("std_no"), payload.get("plan_no"), *(payload.get("std_nos") or []),
+               *(payload.get("replaces") or []), *(payload.get("replaced_by") or []),
+               *[s.get("std_no") for s in payload.get("standards") or [] if isinstance(s, dict)]]
+    return any((normalize_plan_no(n) or std_family(n)) in wanted for n in numbers if n)
 
 
 def delivery_rows(config: Config, event, now: datetime) -> list[dict[str, Any]]:

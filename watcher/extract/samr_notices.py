@@ -48,6 +48,7 @@ class SamrNotices(Extractor):
     table of standards with the numbers each one replaces. Paged by `pageNumber`."""
 
     has_detail = True
+    detail_hosts = ("std.sacinfo.org.cn", "openstd.samr.gov.cn")      # where announcements are published
 
     def extract(self, page, source):
         rows, entries = json_rows(page, "rows", "list", "records", "data")
