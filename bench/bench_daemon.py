@@ -44,6 +44,8 @@ def main() -> None:
     ap.add_argument("--interval", type=int, default=60, help="seconds between polls of a source")
     ap.add_argument("--seconds", type=int, default=200, help="how long to run the daemon")
     ap.add_argument("--http", action="store_true", help="also serve /metrics (per-source series) on a free port")
+    ap.add_argument("--channels", action="store_true",
+                    help="configure a Slack and an email channel with a subscription (nothing is sent: unchanged pages)")
     args = ap.parse_args()
     server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("pages_server.py")), str(args.sources)],
                               stdout=subprocess.PIPE, text=True)
@@ -55,6 +57,10 @@ def main() -> None:
             for i in range(args.sources):
                 parts.append(f'[source.s{i}]\nkind = "css"\nurl = "http://127.0.0.{1 + i % HOSTS}:{port}/list/{i}"\n'
                              f'rows = "ul.news-list > li"\ndate = "span.date"\n')
+            if args.channels:
+                parts.append('[channel.slack]\nurl = "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#standards"\n'
+                             f'[channel.mail]\nurl = "mailto://127.0.0.1:{free_port()}?from=w@example.org&to=l@example.org"\n'
+                             '[[subscription]]\nchannels = ["slack", "mail"]\n')
             cfg.write_text("\n".join(parts), encoding="utf-8")
             log = Path(d) / "daemon.log"
             with log.open("w") as logf:
@@ -86,7 +92,8 @@ def main() -> None:
                 by_status[p.get("status", "?")] = by_status.get(p.get("status", "?"), 0) + 1
             first_cycle_end = args.interval + 10
             after_first = max((r for t, r in samples if t <= first_cycle_end), default=0.0)
-            print(f"sources={args.sources} interval={args.interval}s ran={args.seconds}s http={args.http} polls={len(polls)} "
+            print(f"sources={args.sources} interval={args.interval}s ran={args.seconds}s http={args.http} "
+                  f"channels={args.channels} polls={len(polls)} "
                   f"{by_status}")
             print(f"rss after start-up {started or 0:.1f}MB  max during the first cycle {after_first:.1f}MB  "
                   f"at the end {samples[-1][1] if samples else 0:.1f}MB  peak (VmHWM) {hwm:.1f}MB")

@@ -30,7 +30,6 @@ from watcher.channels import family as channel_family, send as channel_send
 from watcher.config import Channel, Config
 from watcher.events import Event, write_events
 from watcher.logs import mask
-from watcher.render import render_digest, render_single
 from watcher.reminders import CHINA
 from watcher.store import ChannelState, Delivery, EventRow, Store, utcnow
 from watcher.subscribe import matches  # noqa: F401  (re-exported for callers of notify)
@@ -54,6 +53,7 @@ def send(channel: Channel, title: str, body: str, body_format: str, notify_type:
 def message_for(channel: Channel, events: list[Event], today, *, digest: bool = False) -> tuple[str, str, str, str]:
     """(title, body, body format, notify type) of one message for a channel."""
     from watcher.channels import slack_blocks
+    from watcher.render import render_digest, render_single     # loaded when there is something to say
     fam = channel_family(channel.url)
     fmt = channel.format
     if fam == "slack" and not slack_blocks(channel.url):

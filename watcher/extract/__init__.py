@@ -1,7 +1,8 @@
 """Extractor registry: `kind` in sources.toml -> an object that turns a Page into Entries.
 
 Adding a site is one module: define a class with `extract(page, source)` (and optionally `wants_detail` /
-`parse_detail`), decorate it with `@extractor("site.kind")`, and import the module at the bottom of this file.
+`parse_detail`), decorate it with `@extractor("site.kind")`, and name its kind and module in KINDS below. A module is
+imported when one of its kinds is first used, so a process loads only the extractors its sources need.
 """
 
 from __future__ import annotations
@@ -12,7 +13,58 @@ if TYPE_CHECKING:
     from watcher.config import Source
     from watcher.models import Entry, Page
 
-EXTRACTORS: dict[str, "Extractor"] = {}
+# kind -> the module that defines it
+KINDS: dict[str, str] = {
+    "css": "watcher.extract.css",
+    "tc260.suggestions": "watcher.extract.tc260",
+    "samr.std_search": "watcher.extract.samr", "samr.gb_query": "watcher.extract.samr",
+    "samr.gb_advanced": "watcher.extract.samr", "samr.notices": "watcher.extract.samr_notices",
+    "cac.column": "watcher.extract.cac", "cac.jsonlist": "watcher.extract.cac",
+}
+
+
+class _Registry(dict):
+    """The extractors by kind; knows every kind up front and imports a kind's module on first use."""
+
+    def _load(self, kind: str) -> None:
+        import importlib
+        importlib.import_module(KINDS[kind])
+
+    def _load_all(self) -> None:
+        for kind in KINDS:
+            if not dict.__contains__(self, kind):
+                self._load(kind)
+
+    def __missing__(self, kind: str) -> "Extractor":
+        if kind not in KINDS:
+            raise KeyError(kind)
+        self._load(kind)
+        return dict.__getitem__(self, kind)
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in KINDS
+
+    def __iter__(self):
+        self._load_all()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        return len(KINDS)
+
+    def keys(self):
+        self._load_all()
+        return dict.keys(self)
+
+    def items(self):
+        self._load_all()
+        return dict.items(self)
+
+    def values(self):
+        self._load_all()
+        return dict.values(self)
+
+
+EXTRACTORS: dict[str, "Extractor"] = _Registry()
 
 
 class Entries(list):
@@ -57,5 +109,3 @@ def extractor(kind: str):
 def get(kind: str) -> Extractor:
     return EXTRACTORS[kind]
 
-
-from watcher.extract import cac, css, samr, samr_notices, tc260  # noqa: E402,F401  (registration side effects)
