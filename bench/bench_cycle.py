@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from watcher.config import load_config  # noqa: E402
-from watcher.fetch import Fetcher  # noqa: E402
-from watcher.pipeline import Context, poll_source  # noqa: E402
+from watcher.pipeline import poll_source  # noqa: E402
+from watcher.runner import Runner  # noqa: E402
 from watcher.runtime import tune_allocator  # noqa: E402
 from watcher.store import Store  # noqa: E402
 
@@ -53,7 +53,7 @@ def seed_entries(store: Store, n_sources: int, total: int) -> None:
     now = datetime.now(timezone.utc)
     per = total // n_sources
     batch = []
-    with store.transaction() as s:
+    with store.write() as s:
         for i in range(n_sources):
             for k in range(per):
                 batch.append({"source_id": f"s{i}", "key": f"http://old/{i}/{k}", "url": f"http://old/{i}/{k}",
@@ -67,7 +67,7 @@ def seed_entries(store: Store, n_sources: int, total: int) -> None:
             s.execute(insert(EntryRow), batch)
 
 
-def cycle(ctx: Context, workers: int) -> tuple[float, int, int]:
+def cycle(ctx: Runner, workers: int) -> tuple[float, int, int]:
     """Poll every source once with `workers` threads that take the next source when they finish one, as the
     daemon's executor does. (ThreadPoolExecutor.map would first create a Future, with its Condition and locks, for
     every source: about 3 MB for 1000 sources that belong to the harness, not to watcher.)"""
@@ -89,7 +89,7 @@ def cycle(ctx: Context, workers: int) -> tuple[float, int, int]:
         t.start()
     for t in threads:
         t.join()
-    ctx.store.flush_touches()                  # the cycle's state is on disk before the clock stops
+    ctx.store.flush()                          # the cycle's state is on disk before the clock stops
     took = time.perf_counter() - t0
     if len(outs) != len(ctx.config.sources):
         raise SystemExit(f"only {len(outs)} of {len(ctx.config.sources)} polls finished")
@@ -131,7 +131,7 @@ def main() -> None:
                 subprocess.run([sys.executable, __file__, "--seed", f"{d}/state.db", str(args.sources),
                                 str(args.stored)], check=True)
                 print(f"seeded {args.stored} stored entries in {time.perf_counter() - t:.1f}s")
-            ctx = Context(config=config, store=store, fetcher=Fetcher(max_retry_wait=0))
+            ctx = Runner(config, store)
             if args.gc_freeze:
                 import gc
                 gc.freeze()

@@ -107,8 +107,8 @@ def test_demo_runs_offline_and_prints_notifications_and_timelines(tmp_path):
     for snap in ("t0", "t1", "t2", "t3", "t4"):
         assert f"=== {snap} ·" in out
     refs = {int(x) for x in re.findall(r"event #(\d+)", out)}
-    assert refs == set(range(1, 21))                           # the scenario's 20 events, all told
-    assert out.count("┌─ notification → console") < 20           # events about one standard share a message
+    assert refs == set(range(1, 24))              # the scenario's 20 events and 3 of demo.toml's watch list, all told
+    assert out.count("┌─ notification → console") < 23           # events about one standard share a message
     # the publication seen on two sites (std.samr row, its stage change, TC260's notice) is one message
     pub = [m for m in out.split("┌─ notification") if "Standard published · 标准发布: 《网络安全技术 软件物料清单数据格式》" in m]
     assert len(pub) == 1 and "Draft for comment · 征求意见 → Published · 发布" in pub[0]

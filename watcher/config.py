@@ -578,7 +578,7 @@ def _watch_sources(ld: _Loader, watch: Watch, sources: dict[str, Source], defaul
         base = {k: v for k, v in defaults.items() if k in ("timeout", "retries", "max_bytes", "alert_after_failures",
                                                             "ca_bundle", "headers", "jitter")}
         sources[sid] = Source(id=sid, url=url, kind=kind, name=f"watch {family}", method="POST" if form else "GET",
-                              form=form, interval=watch.interval, watch=True, watch_item=item, **base)
+                              form=form, interval=watch.interval, watch=True, watch_item=item, max_pages=1, **base)
     return items
 
 

@@ -1,8 +1,12 @@
 """`watcher demo`: the daemon against the bundled recorded timeline (t0..t4), offline, printing each notification
-as it would be sent and ending with the per-standard timelines."""
+as it would be sent and ending with the per-standard timelines and the watch list.
+
+It runs `demo_data/demo.toml`: the sources of the public replay scenario (`demo_data/sources.toml`, whose events
+tests/test_scenario.py checks) plus a watch list, whose std.samr lookups the snapshots answer too."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -10,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo_data"
+DEMO_CONFIG = DEMO_DIR / "demo.toml"
 
 
 class SwitchableReplay(__import__("httpx").BaseTransport):
@@ -38,11 +43,12 @@ def run_demo(args) -> int:
     state = Path(args.state or os.environ.get("WATCHER_STATE_DIR") or "state") / "demo"
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True, exist_ok=True)
-    config = load_config(DEMO_DIR / "sources.toml")
-    # one console channel subscribed to everything: the outbox is drained exactly as in production
+    config = load_config(DEMO_CONFIG)
+    # one console channel subscribed to everything: the outbox is drained exactly as in production (the rest of
+    # the config, its watch list included, is kept as loaded)
     console = Channel(id="console", url="json://localhost/demo")
-    config = type(config)(path=config.path, sources=config.sources, channels={"console": console},
-                          subscriptions=(Subscription(channels=("console",)),), settings=config.settings)
+    config = dataclasses.replace(config, channels={"console": console},
+                                 subscriptions=(Subscription(channels=("console",)),))
     store = Store(args.db or f"sqlite:///{state / 'watcher.db'}")
     out = sys.stdout
     clock_box = {"now": datetime.now().astimezone()}
@@ -105,10 +111,11 @@ def run_demo(args) -> int:
         store.close()
         return 1
     _print_timelines(store, out)
+    _print_watch(store, config, out)
     from watcher.logs import mask
     db = f" --db {mask(args.db)}" if args.db else ""
     out.write(f"\nState of this demo: {state}. See it in a browser (open for comment, standards, events, calendar):\n"
-              f"  watcher serve --state {state}{db} --config {DEMO_DIR / 'sources.toml'} --today {clock_box['now'].date()}"
+              f"  watcher serve --state {state}{db} --config {DEMO_CONFIG} --today {clock_box['now'].date()}"
               f"   # then http://127.0.0.1:8080/\n"
               f"Next: edit sources.toml and run `watcher run`.\n")
     store.close()
@@ -131,3 +138,34 @@ def _print_timelines(store, out) -> None:
             for t in timeline:
                 what = stage_label(t.stage) if t.stage else "mentioned"
                 out.write(f"    {t.at.date()}  {what:36} {t.source_id:20} {t.url}\n")
+
+
+def _print_watch(store, config, out) -> None:
+    """The watch list as `watcher watch` shows it: each item's current edition, stage, in-force date, replaced-by
+    and English title."""
+    from sqlalchemy import or_, select
+    from watcher.identify import normalize_plan_no, normalize_std_no, stage_label
+    from watcher.store import Standard
+    if not config.watch_items:
+        return
+    out.write("\n=== watch list ===\n")
+    with store.read() as s:
+        for key, item in config.watch_items.items():
+            plan = normalize_plan_no(key)
+            q = select(Standard).where(Standard.plan_no == plan) if plan else \
+                select(Standard).where(or_(Standard.family == key, Standard.std_no.like(key + "-%")))
+            eds = s.execute(q).all()
+            current = next((e for e in eds if e.stage in ("in_force", "under_revision")), None) or \
+                max(eds, key=lambda e: (e.issue_date or "", e.id), default=None)
+            if current is None:
+                out.write(f"  {item:18} (not found)\n")
+                continue
+            edition = normalize_std_no(item)          # an item naming an edition: what became of it
+            watched = next((e for e in eds if edition and e.std_no == edition), None)
+            moved = f"  ({watched.std_no} {stage_label(watched.stage, 'en').lower()}" \
+                    f"{', replaced by ' + ', '.join(watched.replaced_by) if watched.replaced_by else ''})" \
+                if watched is not None and watched.id != current.id else ""
+            line = f"  {item:18} {current.std_no or current.plan_no:18} {stage_label(current.stage, 'en'):16} " \
+                   f"{'in force from ' + current.act_date if current.act_date else '':25}{moved}"
+            out.write(line.rstrip() + "\n")
+            out.write(f"  {'':18} {current.title}" + (f" / {current.title_en}" if current.title_en else "") + "\n")

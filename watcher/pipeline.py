@@ -183,14 +183,17 @@ def _prepare(ctx: Context, p: Prepared) -> None:
     stored_cfg = prior.get("config_digest")
     p.rebaseline = bool(prior.get("baselined")) and stored_cfg is not None and stored_cfg != source.config_digest
     fresh = p.rebaseline or not prior.get("baselined")
+    # a watch lookup reads its editions' detail pages on every poll: a 修订 label, a revision plan (当前标准计划) or a
+    # plan's progress (CURRENT_LINK) shows only there, while the list row stays the same
+    reread = source.watch
     try:
-        fr = fetch_list(ctx, source, etag=None if fresh else prior.get("etag"),
-                        last_modified=None if fresh else prior.get("last_modified"))
+        fr = fetch_list(ctx, source, etag=None if fresh or reread else prior.get("etag"),
+                        last_modified=None if fresh or reread else prior.get("last_modified"))
     except FetchError as e:
         p.status, p.error = "failed", e
         return
     p.headers = fr.headers
-    if fr.not_modified or not fresh and prior.get("body_digest") == body_digest(fr.body):
+    if fr.not_modified or not fresh and not reread and prior.get("body_digest") == body_digest(fr.body):
         p.status = "unchanged"
         return
     try:
@@ -211,7 +214,8 @@ def _prepare(ctx: Context, p: Prepared) -> None:
         detail_ok = prev.detail_ok if prev else False
         failures = (prev.detail_failures or 0) if prev else 0
         wants = wants_detail(extractor, source, e)
-        if wants and (prev is None or prev.row_digest != row_digest or not detail_ok and failures < DETAIL_TRIES):
+        if wants and (reread or prev is None or prev.row_digest != row_digest
+                      or not detail_ok and failures < DETAIL_TRIES):
             got, why = fetch_detail(ctx, source, extractor, e)
             if why is None:
                 detail, detail_ok, failures = got, True, 0
@@ -254,14 +258,19 @@ def _merge_detail(e: Entry, detail: dict) -> None:
             setattr(e, k, detail[k])
     if detail.get("standards"):       # an announcement: the standards it publishes, each with what it replaces
         e.extra["standards"] = detail["standards"]
+    if detail.get("withdrawn_date"):  # gbDetailed 废止日期: the date a withdrawn or superseded edition left force
+        e.extra["withdrawn_date"] = detail["withdrawn_date"]
 
 
 def _detail_stage(e: Entry, detail: dict) -> None:
     """A detail page may know more than the list's status label: a standard in force whose revision is under
-    way, or one the page already shows as superseded or withdrawn."""
+    way, or one the page already shows as superseded or withdrawn; for a plan, the step it has reached
+    (CURRENT_LINK 正在审查, 正在批准…), where its search card only ever says 制定中."""
     from watcher.identify import is_forward
     st = detail.get("stage")
-    if st in ("under_revision", "superseded", "withdrawn") and e.stage and is_forward(e.stage, st):
+    if not st or not e.stage or not is_forward(e.stage, st):
+        return
+    if st in ("under_revision", "superseded", "withdrawn") or e.plan_no and not e.std_no:
         e.stage = st
 
 
@@ -461,6 +470,7 @@ def _merge_status_edits(changed: list[Event], stage_events: list[tuple[Event, in
     """A status label that changed on a row (即将实施 -> 现行) is the stage change itself: report it once, as the
     stage_changed event carrying the field changes, rather than as a second `changed` event."""
     by_key = {ev.entry_key: i for i, (ev, _) in enumerate(stage_events)}
+    confirmed = getattr(stage_events, "confirmed", set())
     out = []
     for ev in changed:
         i = by_key.get(ev.entry_key) if ev.kind == "changed" else None
@@ -468,6 +478,8 @@ def _merge_status_edits(changed: list[Event], stage_events: list[tuple[Event, in
             st_ev, ev_id = stage_events[i]
             stage_events[i] = (replace(st_ev, changes=ev.changes), ev_id)
             continue
+        if ev.kind == "changed" and ev.entry_key in confirmed and set(ev.changes) <= {"status"}:
+            continue   # the page catches up with a stage already reported (in force on its date, or another source)
         out.append(ev)
     return out, stage_events
 

@@ -87,7 +87,8 @@ def raise_in_force(ctx) -> list[Event]:
             ev = conn.execute(select(StandardEvidence.source_id, StandardEvidence.url)
                               .where(StandardEvidence.standard_id == rec["id"])
                               .order_by(StandardEvidence.id.desc()).limit(1)).first()
-            origin[rec["id"]] = (ev.source_id, ev.url) if ev else ("standards", None)
+            origin[rec["id"]] = (_watch_source(ctx.config, rec) or (ev.source_id if ev else "standards"),
+                                 ev.url if ev else None)
     out: list[Event] = []
     with ctx.store.write() as w:
         for rec in due:
@@ -121,7 +122,8 @@ def raise_in_force(ctx) -> list[Event]:
                     events.append(Event.standard_moved(dict(old._mapping), source_id, name, url, previous=old.stage,
                                                        stage="superseded",
                                                        dedupe_key=f"superseded:{old.id}:{rec['std_no']}",
-                                                       replaced_by=[rec["std_no"]]))
+                                                       replaced_by=[rec["std_no"]],
+                                                       act_date=None))   # its own in-force date is old news
                 learned = rec["created_at"].astimezone(CHINA).date().isoformat() if rec.get("created_at") else ""
                 if learned > rec["act_date"]:
                     continue    # first seen after its implementation date: in force now, but that is not news
@@ -139,3 +141,14 @@ def raise_in_force(ctx) -> list[Event]:
                 out += write_events(w, ctx.config, [Event.in_force_soon(rec, source_id, name, url, days_left=left,
                                                                         reminder=n, dedupe_key=key)], now)
     return out
+
+
+def _watch_source(config, rec) -> str | None:
+    """The watch lookup (`watch:<family or plan>`) a standard on the watch list belongs to: what time does to a
+    watched standard is told as that lookup's news, whichever source first reported the standard."""
+    from watcher.identify import normalize_plan_no, std_family
+    for n in (rec.get("std_no"), rec.get("plan_no")):
+        key = (normalize_plan_no(n) or std_family(n)) if n else None
+        if key and key in (config.watch_items or {}) and f"watch:{key}" in config.sources:
+            return f"watch:{key}"
+    return None

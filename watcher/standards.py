@@ -3,6 +3,7 @@ to a later stage become `stage_changed` events (once per fact, whichever source 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -95,6 +96,36 @@ def _merge_lists(old: list | None, new: list | None) -> list | None:
     return merged or None
 
 
+def _stage_date(e: Entry, stage: str | None) -> str | None:
+    """The date a page gives for reaching a stage (issue date, implementation date, 废止日期), or the page's own
+    date for the stages of drafts and plans; None when the page gives none (the detection time stands in)."""
+    if stage == "published":
+        return e.issue_date or e.published
+    if stage == "in_force":
+        return e.act_date or e.issue_date or e.published
+    if stage in ("superseded", "withdrawn"):
+        return e.extra.get("withdrawn_date")
+    if stage in ("under_revision", "not_implemented"):
+        return None
+    return e.published
+
+
+def _about(rec: dict[str, Any]) -> dict[str, Any]:
+    """Facts of a standard record that its stage_changed events carry (a message shows the English title and the
+    editions it replaces or is replaced by)."""
+    return {"title_en": rec.get("title_en"), "replaces": rec.get("replaces"), "replaced_by": rec.get("replaced_by")}
+
+
+class StageEvents(list):
+    """What `update_standards` returns: (stage_changed event, evidence id) pairs, and in `confirmed` the keys of
+    the entries whose stage only confirms the stage their standard already had (a page catching up with a move
+    that time or another source reported first): a status edit on such a row is not news."""
+
+    def __init__(self):
+        super().__init__()
+        self.confirmed: set[str] = set()
+
+
 def announced(e: Entry) -> list[Entry]:
     """The standards an announcement (国家标准公告) publishes, each as an entry of its own: published on the
     announcement's date, in force from its implementation date, replacing what the table says."""
@@ -113,10 +144,11 @@ def announced(e: Entry) -> list[Entry]:
 
 
 def update_standards(w: Writer, source, entries: list[Entry], now: datetime, *,
-                     baseline: bool) -> list[tuple[Event, int]]:
+                     baseline: bool) -> StageEvents:
     """Link entries to standards; returns the stage_changed events (none during a baseline), each with the id of
-    the evidence row that records it (the caller links the two once the event has its id)."""
-    events: list[tuple[Event, int]] = []
+    the evidence row that records it (the caller links the two once the event has its id), and the entries that
+    only confirm a stage already known (`StageEvents.confirmed`)."""
+    events = StageEvents()
     expanded: list[Entry] = []
     for e in entries:
         expanded.append(e)
@@ -146,16 +178,24 @@ def update_standards(w: Writer, source, entries: list[Entry], now: datetime, *,
         if rec is None:
             if not numbered:
                 continue  # a draft without any number cannot found a record; it may link to one later
+            stage, replaced_by = e.stage, list(getattr(e, "replaced_by", None) or [])
+            successors = _successors_in_force(w, e.std_no)
+            if successors:
+                # an edition first seen after the one replacing it came into force (a lagging row, or rows read in
+                # another order): it is superseded from the start, not later by surprise
+                replaced_by = _merge_lists(replaced_by, successors) or []
+                if is_forward(stage, "superseded"):
+                    stage = "superseded"
             sid = w.execute(insert(Standard).values(
-                plan_no=e.plan_no, std_no=e.std_no, title=std_title or e.title, title_key=tkey, stage=e.stage,
+                plan_no=e.plan_no, std_no=e.std_no, title=std_title or e.title, title_key=tkey, stage=stage,
                 stage_since=now, committee=e.committee, created_at=now, updated_at=now,
                 replaces=list(getattr(e, "replaces", None) or []) or None,
-                replaced_by=list(getattr(e, "replaced_by", None) or []) or None, **_facts_of(e))
+                replaced_by=replaced_by or None, **_facts_of(e))
             ).inserted_primary_key[0]
-            _evidence(w, standard_id=sid, stage=e.stage, at=now, source_id=source.id, url=e.url, title=e.title,
-                      date=e.published or e.issue_date)
+            _evidence(w, standard_id=sid, stage=stage, at=now, source_id=source.id, url=e.url, title=e.title,
+                      date=_stage_date(e, stage))
             if e.std_no and getattr(e, "replaces", None):
-                events += _replaced(w, source, e, sid, now, baseline=baseline)
+                events += _replaced(w, source, e, e.replaces, now, baseline=baseline)
             continue
         changes = _number_changes(w, rec, e)
         if e.committee and not rec["committee"]:
@@ -170,19 +210,21 @@ def update_standards(w: Writer, source, entries: list[Entry], now: datetime, *,
             if merged != (rec.get(k) or None):
                 changes[k] = merged
         if not is_forward(rec["stage"], e.stage):
+            if rec["stage"] == e.stage:
+                events.confirmed.add(e.key)
             _save(w, rec, changes)
-            if e.std_no and getattr(e, "replaces", None):
-                events += _replaced(w, source, e, rec["id"], now, baseline=baseline)
+            if e.std_no and rec.get("replaces"):
+                events += _replaced(w, source, e, rec["replaces"], now, baseline=baseline)
             continue
         previous = rec["stage"]
         evidence_urls = w.scalars(select(StandardEvidence.url).where(StandardEvidence.standard_id == rec["id"])
                                   .order_by(StandardEvidence.id)).all()
         _save(w, rec, {**changes, "stage": e.stage, "stage_since": now, "updated_at": now})
         ev_id = _evidence(w, standard_id=rec["id"], stage=e.stage, previous_stage=previous, at=now,
-                          source_id=source.id, url=e.url, title=e.title,
-                          date=e.issue_date or e.published if e.stage in ("published", "in_force") else e.published)
-        if e.std_no and getattr(e, "replaces", None):
-            events += _replaced(w, source, e, rec["id"], now, baseline=baseline)
+                          source_id=source.id, url=e.url, title=e.title, date=_stage_date(e, e.stage))
+        # what the record knows it replaces, from whichever page said so (this row may not repeat it)
+        superseded = _replaced(w, source, e, rec["replaces"], now, baseline=baseline) \
+            if e.std_no and rec.get("replaces") else []
         if baseline:
             continue
         urls: list[str] = []
@@ -190,15 +232,18 @@ def update_standards(w: Writer, source, entries: list[Entry], now: datetime, *,
             if url not in urls:
                 urls.append(url)
         events.append((Event.stage_changed(source, e, plan_no=rec["plan_no"], std_no=rec["std_no"], previous=previous,
-                                           committee=rec["committee"], standard_id=rec["id"], evidence=urls), ev_id))
+                                           committee=rec["committee"], standard_id=rec["id"], evidence=urls)
+                       .with_facts(**_about(rec)), ev_id))
+        events += superseded          # after the move that causes them
     return events
 
 
-def _replaced(w: Writer, source, e: Entry, sid: int, now: datetime, *, baseline: bool) -> list[tuple[Event, int]]:
+def _replaced(w: Writer, source, e: Entry, replaces: list[str], now: datetime, *,
+              baseline: bool) -> list[tuple[Event, int]]:
     """The editions a standard replaces learn who replaces them; once the new one is in force they are superseded
     (a new edition that is only published supersedes its predecessor on its implementation date)."""
     out: list[tuple[Event, int]] = []
-    for old_no in e.replaces or []:
+    for old_no in replaces or []:
         old = next(iter(_rows(w, select(Standard).where(Standard.std_no == old_no))), None)
         if old is None:
             continue
@@ -215,12 +260,25 @@ def _replaced(w: Writer, source, e: Entry, sid: int, now: datetime, *, baseline:
             if not baseline:
                 probe = Entry(key=e.key, url=e.url, title=old["title"], std_no=old["std_no"], stage="superseded",
                               replaced_by=[e.std_no])
-                out.append((Event.stage_changed(source, probe, plan_no=old["plan_no"], std_no=old["std_no"],
-                                                previous=previous, committee=old["committee"], standard_id=old["id"],
-                                                evidence=[e.url]).with_facts(replaced_by=[e.std_no]), ev_id))
+                # not about the row it came from (that row is the new edition): a status edit of that row must not
+                # be merged into this event (pipeline._merge_status_edits pairs them by entry key)
+                ev = replace(Event.stage_changed(source, probe, plan_no=old["plan_no"], std_no=old["std_no"],
+                                                 previous=previous, committee=old["committee"],
+                                                 standard_id=old["id"], evidence=[e.url]), entry_key=None)
+                out.append((ev.with_facts(**_about(old)), ev_id))
         else:
             _save(w, old, changes)
     return out
+
+
+def _successors_in_force(w: Writer, std_no: str | None) -> list[str]:
+    """The editions of the same family that say they replace `std_no` and have come into force."""
+    family = std_family(std_no) if std_no else None
+    if not family:
+        return []
+    rows = _rows(w, select(Standard.std_no, Standard.replaces).where(
+        Standard.family == family, Standard.stage.in_(("in_force", "under_revision", "superseded"))))
+    return [r["std_no"] for r in rows if r["std_no"] and std_no in (r["replaces"] or [])]
 
 
 def link_evidence(w: Writer, pairs: list[tuple[int, int]]) -> None:

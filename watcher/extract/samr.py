@@ -339,7 +339,8 @@ def _panel(tree, heading: str, base: str) -> dict | None:
 def parse_gb_detailed(page) -> dict:
     """The facts of a std.samr `gbDetailed` page (standard or plan; coverage §4.3, §4.6). Keys that are also Entry
     fields mean the same: title, title_en, std_no, plan_no, status (label verbatim), stage (stage id; under_revision
-    when a standard in force shows 修订 or has a 当前标准计划 panel), issue_date, act_date, replaces, replaced_by.
+    when a standard in force shows 修订 or has a 当前标准计划 panel; for a plan, the step CURRENT_LINK names),
+    issue_date, act_date, replaces, replaced_by.
     Others: state (inline `var STATE`), status_labels, std_type (国家标准...), committee (TC code: TC260...),
     ta_code, responsible_tc (归口单位 name), current_standard / current_plan ({std_no, plan_no, id, url, status,
     title} from the 当前标准 / 当前标准计划 panels), related (相近标准(计划): list of the same shape without status),
@@ -450,6 +451,12 @@ def parse_gb_detailed(page) -> dict:
     stage = stage_from_status(status) if status else None
     if stage == "in_force" and out["revision"]:
         stage = "under_revision"
+    if out["plan_no"] and not out["std_no"] and out["current_link"]:
+        # a plan's page: its header says 制定中 throughout; CURRENT_LINK names the step (正在审查, 正在批准…)
+        from watcher.identify import is_forward
+        step = stage_from_status(out["current_link"])
+        if step and is_forward(stage, step):
+            stage = step
     out["stage"] = stage
     return out
 
