@@ -137,7 +137,7 @@ def _print_timelines(store, out) -> None:
             out.write(f"\n{rec.std_no or rec.plan_no}  {rec.title}  [{rec.committee or '-'}]\n")
             for t in timeline:
                 what = stage_label(t.stage) if t.stage else "mentioned"
-                out.write(f"    {t.at.date()}  {what:36} {t.source_id:20} {t.url}\n")
+                out.write(f"    {t.date or t.at.date()}  {what:36} {t.source_id:20} {t.url}\n")
 
 
 def _print_watch(store, config, out) -> None:
