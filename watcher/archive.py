@@ -63,9 +63,8 @@ def store_file(root: Path, body: bytes, ext: str) -> tuple[str, str]:
 
 def _fetch_one(ctx, source, root: Path, url: str, name: str | None) -> dict[str, Any]:
     from watcher.extract import get as get_extractor
-    host = urlsplit(url).hostname
-    allowed = {source.host, *getattr(get_extractor(source.kind), "detail_hosts", ())}
-    if host not in allowed or not url.startswith(("http://", "https://")):
+    from watcher.pipeline import on_source_sites
+    if not url.startswith(("http://", "https://")) or not on_source_sites(source, get_extractor(source.kind), url):
         return {"ok": False, "final": True, "error": f"not on {source.host}: not downloaded"}
     try:
         fr = ctx.fetcher.fetch(url, headers=source.headers, timeout=max(source.timeout, 60.0), retries=source.retries,

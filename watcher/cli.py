@@ -168,6 +168,7 @@ def cmd_events(args) -> int:
 
 def cmd_status(args) -> int:
     from sqlalchemy import func, select
+    from watcher.queries import source_health
     from watcher.store import Delivery, SourceState
     config = _load(args)
     store = _store(args, must_exist=True)
@@ -176,8 +177,7 @@ def cmd_status(args) -> int:
         states = {st.source_id: st for st in s.execute(select(SourceState))}
         for sid, src in config.sources.items():
             st = states.get(sid)
-            health = "new" if st is None else ("failing" if st.alerted == "failed" else "broken" if st.alerted == "broken"
-                                               else "degraded" if st.consecutive_failures else "ok")
+            health = source_health(st)
             rows.append({
                 "source": sid, "name": src.name, "enabled": src.enabled, "health": health,
                 "last_poll": st.last_poll_at.isoformat() if st and st.last_poll_at else None,
@@ -230,14 +230,10 @@ def cmd_standards(args) -> int:
     return EXIT_OK
 
 
-def _width(text: str) -> int:
-    import unicodedata
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
 def _pad(text: str, width: int) -> str:
     """Pad to a display width (a CJK character takes two columns)."""
-    return text + " " * max(0, width - _width(text))
+    from watcher.views_cli import pad
+    return pad(text, width)
 
 
 def _editions(conn, rec) -> list:

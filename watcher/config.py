@@ -12,7 +12,6 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -661,11 +660,11 @@ def _default_text(f: Field) -> str:
 def reference_markdown() -> str:
     """The sources.toml reference tables of the README, generated from the field declarations above."""
     out = []
-    for title, fields in (("[source.ID] (and [defaults])", SOURCE_FIELDS), ("[settings]", SETTINGS_FIELDS),
+    for title, declared in (("[source.ID] (and [defaults])", SOURCE_FIELDS), ("[settings]", SETTINGS_FIELDS),
                           ("[watch]", WATCH_FIELDS), ("[channel.ID]", CHANNEL_FIELDS),
                           ("[[subscription]]", SUBSCRIPTION_FIELDS)):
         out += [f"#### `{title}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
-        for f in fields:
+        for f in declared:
             out.append(f"| `{f.name}` | {f.expected} | {_default_text(f)} | {f.help} |")
         out.append("")
     return "\n".join(out)

@@ -122,9 +122,9 @@ class Event:
     @classmethod
     def _about_source(cls, kind: str, source: "Source", **facts: Any) -> "Event":
         from watcher.logs import mask
-        from watcher.sanitize import clean
+        from watcher.sanitize import shown
         if "reason" in facts:
-            facts["reason"] = clean(mask(str(facts["reason"])), 1000)
+            facts["reason"] = shown(facts["reason"])
         # the source's URL may carry credentials (user info, ?api_key=): people and feeds see it masked
         return cls(kind=kind, source=source.id, url=mask(source.url), title=source.name,
                    facts={"source_name": source.name, **facts})

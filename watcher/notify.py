@@ -121,7 +121,8 @@ class Outbox:
             log.info("took back %d deliveries claimed by a process that is gone", len(dead))
 
     def claim(self, *, ignore_backoff: bool = False, retry_failed: bool = False, limit: int = CLAIM_SIZE,
-              exclude_digests: bool = True, channel: str | None = None) -> tuple[str, list[Any]]:
+              mode: str = "immediate", channel: str | None = None) -> tuple[str, list[Any]]:
+        """Claim up to `limit` due rows of one mode (and channel) under a new token; (token, rows)."""
         t = self.now()
         token = f"{HOST}:{os.getpid()}:{secrets.token_hex(4)}"
         conds = [Delivery.status == "pending",
@@ -131,8 +132,7 @@ class Outbox:
         q = select(Delivery.id).where(or_(*conds))
         if not ignore_backoff:
             q = q.where(or_(Delivery.next_try_at <= t, Delivery.status != "pending"))
-        if exclude_digests:
-            q = q.where(Delivery.mode != "digest")
+        q = q.where(Delivery.mode == "digest") if mode == "digest" else q.where(Delivery.mode != "digest")
         if channel is not None:
             q = q.where(Delivery.channel == channel)
         q = q.order_by(Delivery.id).limit(limit)
@@ -177,8 +177,7 @@ class Outbox:
         for _ in range(max_rounds):
             if self.stopping.is_set():
                 break
-            token, rows = self.claim(ignore_backoff=ignore_backoff, retry_failed=retry_failed, exclude_digests=True,
-                                     channel=channel)
+            token, rows = self.claim(ignore_backoff=ignore_backoff, retry_failed=retry_failed, channel=channel)
             if not rows:
                 break
             try:
@@ -244,18 +243,9 @@ class Outbox:
                 continue
             if not force and t < digest_due(self.config, ch, first):
                 continue
-            token = f"{HOST}:{os.getpid()}:{secrets.token_hex(4)}"
-            _MY_TOKENS.add(token)
-            q = select(Delivery.id).where(Delivery.channel == ch, Delivery.mode == "digest",
-                                          Delivery.status.in_(statuses)).order_by(Delivery.id).limit(500)
-            if self.store.dialect == "postgresql":
-                q = q.with_for_update(skip_locked=True)
-            with self.store.write() as w:
-                ids = list(w.scalars(q))
-                if ids:
-                    w.execute(update(Delivery).where(Delivery.id.in_(ids)).values(
-                        status="sending", claim_token=token, claimed_until=t + LEASE))
-                rows = w.execute(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
+            # the whole digest at once (a failed digest is tried again at the next drain, as before)
+            token, rows = self.claim(ignore_backoff=True, retry_failed=retry_failed, limit=500, mode="digest",
+                                     channel=ch)
             try:
                 if rows:
                     events = self._events({d.event_id for d in rows})

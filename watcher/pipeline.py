@@ -31,7 +31,7 @@ from watcher.identify import enrich
 from watcher.models import Entry, FetchResult, Page
 from watcher.sanitize import sanitize_entry
 from watcher.standards import link_evidence, update_standards
-from watcher.store import EntryRow, Store, utcnow
+from watcher.store import EntryRow, Store
 
 log = logging.getLogger("watcher.poll")
 
@@ -126,11 +126,16 @@ def wants_detail(extractor: Extractor, source: Source, e: Entry) -> bool:
     return extractor.has_detail and source.detail_pages and extractor.wants_detail(e, source)
 
 
+def on_source_sites(source: Source, extractor: Extractor, url: str) -> bool:
+    """Detail pages and attachments come from the source's own site, or one its extractor names."""
+    host = urlsplit(url).hostname
+    return host == source.host or host in getattr(extractor, "detail_hosts", ())
+
+
 def fetch_detail(ctx: Context, source: Source, extractor: Extractor, e: Entry) -> tuple[dict | None, str | None]:
     """(detail fields, None) or (None, why it failed). Detail pages must be on the source's host (or a host its
     extractor names: std.samr's announcements are published on std.sacinfo.org.cn)."""
-    host = urlsplit(e.url).hostname
-    if host != source.host and host not in getattr(extractor, "detail_hosts", ()):
+    if not on_source_sites(source, extractor, e.url):
         return None, f"detail page {e.url} is not on {source.host}: not fetched"
     try:
         fr = ctx.fetcher.fetch(e.url, headers=source.headers, timeout=source.timeout, retries=source.retries,
@@ -222,8 +227,10 @@ def _prepare(ctx: Context, p: Prepared) -> None:
             else:
                 log.warning(why)
                 detail_ok = False
-                failures = DETAIL_TRIES if "not on" in why else (failures + 1 if prev is None or prev.row_digest == row_digest
-                                                                   else 1)
+                if not on_source_sites(source, extractor, e.url):
+                    failures = DETAIL_TRIES          # never fetched from elsewhere: no point in trying again
+                else:
+                    failures = failures + 1 if prev is None or prev.row_digest == row_digest else 1
         if wants and not detail_ok and failures < DETAIL_TRIES:
             retry_details = True
         if detail:
@@ -435,10 +442,8 @@ def _commit_failure(ctx: Context, p: Prepared) -> PollOutcome:
 
 
 def _safe_error(err: Exception | str) -> str:
-    """An error as it may be stored and shown: secrets masked, page or server text made safe."""
-    from watcher.logs import mask
-    from watcher.sanitize import clean
-    return clean(mask(str(err)), 1000) or ""
+    from watcher.sanitize import shown
+    return shown(err)
 
 
 def retry_after_cap(source: Source) -> float:

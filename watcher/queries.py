@@ -9,7 +9,7 @@ serialise to JSON as they are. Columns that other parts of watcher add over time
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
 from sqlalchemy import func, or_, select
@@ -43,14 +43,13 @@ def today(now: datetime | date | str | None = None) -> date:
 
 
 def days_left(deadline: str | None, on: date) -> int | None:
-    try:
-        return (date.fromisoformat(deadline).toordinal() - on.toordinal()) if deadline else None
-    except ValueError:
-        return None
+    from watcher.render import days_left as left
+    return left(deadline, on)
 
 
 def iso(dt: datetime | None) -> str | None:
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if dt else None
+    from watcher.events import iso as stamp
+    return stamp(dt) if dt else None
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
@@ -336,29 +335,9 @@ def standard_story(conn, config, rec, on: date) -> dict[str, Any]:
 # --- the watch list ----------------------------------------------------------------------------------------------
 
 def watch_items(config) -> list[str] | None:
-    """The watch list's items as written (numbers in any spelling), or None when the config has no watch list.
-    Read defensively: `config.watch` may be a table with `standards`, or a list of strings or of items."""
-    watch = getattr(config, "watch", None) if config is not None else None
-    if watch is None:
-        return None
-    items = getattr(watch, "standards", None)
-    if items is None and isinstance(watch, dict):
-        items = watch.get("standards")
-    if items is None and isinstance(watch, (list, tuple)):
-        items = watch
-    out = []
-    for it in items or []:
-        if isinstance(it, str):
-            out.append(it)
-            continue
-        for attr in ("raw", "text", "number", "std_no", "plan_no", "family", "query"):
-            v = getattr(it, attr, None)
-            if isinstance(v, str) and v:
-                out.append(v)
-                break
-        else:
-            out.append(str(it))
-    return out or None         # an empty [watch] table is no watch list either
+    """The watch list's items as written (numbers in any spelling), or None when the config has none."""
+    items = list(config.watch.standards) if config is not None else []
+    return items or None
 
 
 def watch_list(conn, config, on: date, *, recent_days: int = 30) -> dict[str, Any]:

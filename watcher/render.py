@@ -20,6 +20,7 @@ from watcher.identify import stage_from_title, stage_label
 
 SUBJECT_MAX = 120          # characters: readable, and well under the 998-byte line limit once encoded
 SLACK_MAX = 2900           # a Slack section holds 3000 characters
+SLACK_HEADER_MAX = 150     # and a header block 150
 
 # (en, zh) labels; `both` joins them
 KIND_LABELS = {
@@ -480,6 +481,7 @@ def render_single(events: list, family: str, fmt: str | None, lang: str, today: 
         title = cap(title + f" (+{len(events) - 1})", SUBJECT_MAX)
     if body_fmt == "slack":
         body = cap_block(body, SLACK_MAX)
+        title = cap(title, SLACK_HEADER_MAX)
     return title, body, body_fmt, notify_type(events)
 
 

@@ -55,6 +55,12 @@ def clean(value: str | None, limit: int | None = TEXT_MAX) -> str | None:
     return s
 
 
+def shown(text, limit: int = 1000) -> str:
+    """An error or reason as it may be stored and shown: secrets masked, server or page text made safe."""
+    from watcher.logs import mask
+    return clean(mask(str(text)), limit) or ""
+
+
 def clean_url(value: str | None) -> str | None:
     """URLs lose whitespace and controls entirely (a space in a URL becomes %20)."""
     if value is None:
